@@ -1,0 +1,5 @@
+import sys
+
+from pypackrat.cli import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""What one run knows: settings, options, the run's date and host name."""
+import datetime
+import locale
+import os
+import time
+
+from pypackrat.errors import PackratError
+
+
+class Options:
+    """The command line, parsed (see cli.py)."""
+
+    def __init__(self):
+        self.config = None
+        self.verbose = False
+        self.purge_only = False
+        self.dry_run = False
+        self.purge_local = None
+        self.purge_remote = None
+        self.backup_modules = None
+        self.upload_modules = None
+        self.upload_date = None
+        self.action = None
+        self.args = []
+
+
+def run_clock():
+    """The run's moment. PACKRAT_DATE=YYYYMMDD (or YYYYMMDDHHMM) sets it for
+    re-doing a missed night by hand, and for tests; otherwise now."""
+    forced = os.environ.get("PACKRAT_DATE", "")
+    if forced:
+        fmt = "%Y%m%d%H%M" if len(forced) == 12 else "%Y%m%d"
+        try:
+            moment = datetime.datetime.strptime(forced, fmt)
+        except ValueError:
+            raise PackratError("PACKRAT_DATE=%r: must be YYYYMMDD or YYYYMMDDHHMM" % forced)
+        return moment if len(forced) == 12 else moment.replace(hour=12)
+    return datetime.datetime.now()
+
+
+class Context:
+    """Settings, options and the run's fixed date: every module of a run
+    (Python or Bash) names its files by this one day, even past midnight."""
+
+    def __init__(self, settings, options, now=None):
+        self.settings = settings
+        self.options = options
+        self.now = now or run_clock()
+        self.today = self.now.strftime("%Y%m%d")
+        try:
+            locale.setlocale(locale.LC_TIME, "")
+        except locale.Error:
+            pass
+        self.dow = self.now.strftime("%a")        # as `date +%a` (locale's)
+        self.dow_c = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[self.now.weekday()]
+        self.dom = self.now.strftime("%d")
+        self.hostname = settings["HOSTNAME"]
+        self.backup_dir = settings["BACKUP_DIR"]
+        self.new_backups = []
+
+    @property
+    def dry_run(self):
+        return self.options.dry_run
+
+    def epoch(self):
+        return time.mktime(self.now.timetuple())

@@ -1,0 +1,17 @@
+"""The exceptions packrat reports as one line, never as a traceback."""
+
+
+class PackratError(Exception):
+    """A failure with a message meant for the operator (stderr and mail)."""
+
+
+class ConfigError(PackratError):
+    """The configuration is unusable; ``problems`` holds one line each."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class LockedError(PackratError):
+    """Another run holds the lock."""

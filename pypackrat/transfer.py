@@ -1,0 +1,204 @@
+"""Uploads, the same for every transport: the ``Remote`` interface each
+upload module implements, and the wrapper that puts a file under a temporary
+name, verifies it, renames it, and retries transient failures.
+
+A transport only moves bytes; this module decides what counts as done:
+
+1. put the file as ``NAME.partial`` (skipped where ``atomic_put`` is true:
+   an S3 object appears whole or not at all);
+2. compare the remote size with the local one, and the checksum where the
+   transport offers one;
+3. rename it to ``NAME``;
+4. on a transient error, reconnect and start again, with backoff, up to
+   UPLOAD_RETRIES times; then give up with the last error.
+"""
+import hashlib
+import os
+import sys
+import time
+
+from pypackrat import log
+from pypackrat.errors import PackratError
+
+PARTIAL = ".partial"
+
+
+class Remote:
+    """One upload destination. Subclasses implement the transport."""
+
+    name = "?"
+    atomic_put = False
+    transient = (OSError, EOFError)  # errors worth a retry
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.settings = ctx.settings
+
+    # connection --------------------------------------------------------
+    def open(self):
+        """Connect (called once per run, and again after a transient error)."""
+
+    def close(self):
+        """Disconnect; must not raise."""
+
+    def reconnect(self):
+        self.close()
+        self.open()
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # transport ---------------------------------------------------------
+    def put(self, local_path, remote_name, progress=None):
+        """Store the local file under ``remote_name``; call
+        ``progress(bytes_done)`` now and then if given."""
+        raise NotImplementedError
+
+    def rename(self, old, new):
+        """Rename ``old`` to ``new``, replacing ``new`` if it exists."""
+        raise NotImplementedError
+
+    def size(self, remote_name):
+        """Size in bytes, or None if there is no such file."""
+        raise NotImplementedError
+
+    def checksum(self, remote_name):
+        """(algorithm, hex digest) of the remote file, where the protocol
+        gives one cheaply (hashlib names: "md5", "sha256"), else None."""
+        return None
+
+    def list(self):
+        """The file names in the remote directory (base names)."""
+        raise NotImplementedError
+
+    def delete(self, remote_name):
+        raise NotImplementedError
+
+    def describe(self):
+        return self.name
+
+
+def file_digest(path, algorithm):
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Progress:
+    """A progress line on a terminal; nothing at all under cron."""
+
+    def __init__(self, label, total):
+        self.label, self.total = label, max(total, 1)
+        self.enabled = sys.stderr.isatty() and total > 8 << 20
+        self.last = 0.0
+
+    def __call__(self, done):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.5 and done < self.total:
+            return
+        self.last = now
+        sys.stderr.write("\r%s %3d%% (%d MiB)" % (self.label, done * 100 // self.total, done >> 20))
+        sys.stderr.flush()
+
+    def finish(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def verify(remote, local_path, remote_name):
+    """Raise PackratError unless the remote copy matches the local file."""
+    local_size = os.path.getsize(local_path)
+    remote_size = remote.size(remote_name)
+    if remote_size != local_size:
+        raise VerifyError("%s: remote copy %s has %s bytes, the local file %d"
+                          % (remote.describe(), remote_name, remote_size, local_size))
+    digest = remote.checksum(remote_name)
+    if digest:
+        algorithm, value = digest
+        if file_digest(local_path, algorithm) != value:
+            raise VerifyError("%s: remote copy %s differs from the local file (%s)"
+                              % (remote.describe(), remote_name, algorithm))
+
+
+class VerifyError(PackratError):
+    pass
+
+
+def _retrying(remote, what, action):
+    """Run ``action()``; on a transient error reconnect and retry with
+    backoff. Verification failures are retried too (a torn upload)."""
+    import tenacity
+
+    settings = remote.settings
+    attempts = int(settings.get("UPLOAD_RETRIES", 4)) + 1
+    base = float(settings["UPLOAD_RETRY_WAIT"])
+
+    def before_sleep(state):
+        exc = state.outcome.exception()
+        log.warn("%s: %s failed (%s), retrying (attempt %d of %d)"
+                 % (remote.describe(), what, exc, state.attempt_number + 1, attempts))
+        try:
+            remote.reconnect()
+        except Exception as again:  # the next attempt reports it
+            log.verbose("%s: reconnect failed: %s" % (remote.describe(), again))
+
+    retry = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential(multiplier=base, max=60) if base else tenacity.wait_none(),
+        retry=tenacity.retry_if_exception_type(tuple(remote.transient) + (VerifyError,)),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retry(action)
+    except PackratError:
+        raise
+    except Exception as exc:
+        raise PackratError("%s: %s failed: %s" % (remote.describe(), what, exc or type(exc).__name__))
+
+
+def upload(remote, local_path):
+    """Upload one file: temporary name, verify, rename; retried."""
+    name = os.path.basename(local_path)
+    log.verbose("[%s] uploading %s" % (remote.name.upper(), name))
+    if remote.ctx.dry_run:
+        log.info("[dry run] would upload %s to %s" % (local_path, remote.describe()))
+        return
+    target = name if remote.atomic_put else name + PARTIAL
+    progress = _Progress("%s %s" % (remote.name, name), os.path.getsize(local_path))
+
+    def attempt():
+        remote.put(local_path, target, progress)
+        verify(remote, local_path, target)
+        if target != name:
+            remote.rename(target, name)
+
+    try:
+        _retrying(remote, "upload of %s" % name, attempt)
+    finally:
+        progress.finish()
+
+
+def listing(remote):
+    return _retrying(remote, "listing", remote.list)
+
+
+def delete(remote, name):
+    if remote.ctx.dry_run:
+        log.info("[dry run] would delete %s from %s" % (name, remote.describe()))
+        return
+    _retrying(remote, "delete of %s" % name, lambda: remote.delete(name))
+
+
+def safe_name(name):
+    """A plain file name: what a listing may hand to delete."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and "\\" not in name and "\n" not in name and "\r" not in name and "\0" not in name)
