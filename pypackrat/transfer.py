@@ -58,6 +58,11 @@ class Remote:
         ``progress(bytes_done)`` now and then if given."""
         raise NotImplementedError
 
+    def get(self, remote_name, local_path, progress=None):
+        """Fetch ``remote_name`` into the local file ``local_path`` (for
+        restore and verify)."""
+        raise NotImplementedError
+
     def rename(self, old, new):
         """Rename ``old`` to ``new``, replacing ``new`` if it exists."""
         raise NotImplementedError
@@ -185,6 +190,25 @@ def upload(remote, local_path):
         _retrying(remote, "upload of %s" % name, attempt)
     finally:
         progress.finish()
+
+
+def download(remote, remote_name, local_path):
+    """Fetch one file into ``local_path`` (through a temporary name), retried;
+    verified by size against the remote."""
+    directory, name = os.path.split(os.path.abspath(local_path))
+    tmp = os.path.join(directory, ".packrat-tmp-%d-%s" % (os.getpid(), name))
+
+    def attempt():
+        remote.get(remote_name, tmp)
+        if remote.size(remote_name) != os.path.getsize(tmp):
+            raise VerifyError("%s: download of %s is incomplete" % (remote.describe(), remote_name))
+        os.replace(tmp, local_path)
+
+    try:
+        _retrying(remote, "download of %s" % remote_name, attempt)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def listing(remote):

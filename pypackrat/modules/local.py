@@ -33,8 +33,15 @@ class Remote(BaseRemote):
         return os.path.join(self.directory, name)
 
     def put(self, local_path, remote_name, progress=None):
+        self._copy(local_path, self._path(remote_name), progress)
+
+    def get(self, remote_name, local_path, progress=None):
+        self._copy(self._path(remote_name), local_path, progress)
+
+    @staticmethod
+    def _copy(source, dest, progress):
         done = 0
-        with open(local_path, "rb") as src, open(self._path(remote_name), "wb") as dst:
+        with open(source, "rb") as src, open(dest, "wb") as dst:
             while True:
                 block = src.read(1 << 20)
                 if not block:
