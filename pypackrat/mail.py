@@ -54,8 +54,8 @@ def _smtp(settings, msg):
 
 
 def _local(msg, to, subject):
-    for sendmail in ("/usr/sbin/sendmail", "/usr/lib/sendmail"):
-        if os.access(sendmail, os.X_OK):
+    for sendmail in (execute.which("sendmail"), "/usr/sbin/sendmail", "/usr/lib/sendmail"):
+        if sendmail and os.access(sendmail, os.X_OK):
             execute.run([sendmail, "-t", "-oi"], stdin=msg.as_bytes(), quiet=True)
             return
     mail = execute.which("mail")

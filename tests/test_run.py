@@ -164,3 +164,24 @@ def test_unexpected_error_is_one_line_not_a_traceback(penv, tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_without_smtp_host_mail_goes_through_local_sendmail(penv, tmp_path):
+    """As the original: the local sendmail gets the message (here a stand-in
+    on PATH that keeps what it is given)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    kept = tmp_path / "sent"
+    fake = bindir / "sendmail"
+    fake.write_text('#!/bin/sh\necho "$@" > "%s.args"\ncat > "%s"\n' % (kept, kept))
+    fake.chmod(0o755)
+    del penv.settings["SMTP_HOST"], penv.settings["SMTP_PORT"]
+    touch(penv.backup_dir / ("testhost-etc-%s.1.dar" % day(0)))
+    penv.write(LOCAL_DIR=str(tmp_path / "missing"), UPLOAD_MODULES=["local"], ENCRYPTION_KEY="k3y-sekrit")
+    proc = penv.run("-U", day(0), date=day(0), env={"PATH": "%s:%s" % (bindir, os.environ["PATH"])})
+    assert proc.returncode == 1
+    sent = kept.read_text()
+    assert "Subject: Packrat: Error" in sent and "To: admin@example.org" in sent
+    assert "You may not have a stable backup for today." in sent
+    assert "k3y-sekrit" not in sent
+    assert (tmp_path / "sent.args").read_text().split() == ["-t", "-oi"]
