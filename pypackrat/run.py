@@ -88,9 +88,10 @@ def purge_remote(ctx, name, days):
     with open_remote(ctx, resolved) as remote:
         log.verbose("Purging remote archives older than %d days on %s" % (days, remote.describe()))
         names = remote_candidates(ctx, transfer.listing(remote))
-        for victim in retention.plan(names, days, ctx.now, ctx.settings["PURGE_KEEP_CHAINS"]):
+        victims = retention.plan(names, days, ctx.now, ctx.settings["PURGE_KEEP_CHAINS"])
+        for victim in victims:
             log.verbose("Deleting %s from %s" % (victim, remote.describe()))
-            transfer.delete(remote, victim)
+        transfer.delete_many(remote, victims)  # one connection, batched where the transport can
 
 
 # -- backup and upload ----------------------------------------------------------

@@ -46,7 +46,7 @@ class Remote:
         self.open()
 
     def __enter__(self):
-        self.open()
+        _retrying(self, "connection", self.open, reconnect=False)
         return self
 
     def __exit__(self, *exc):
@@ -82,6 +82,16 @@ class Remote:
 
     def delete(self, remote_name):
         raise NotImplementedError
+
+    def delete_many(self, names):
+        """Delete several names (a purge); a transport with a batch delete
+        (S3: 1,000 keys a request) overrides this. A name already gone is
+        not an error, so that a retried batch goes through."""
+        for name in names:
+            try:
+                self.delete(name)
+            except FileNotFoundError:
+                pass
 
     def describe(self):
         return self.name
@@ -137,9 +147,10 @@ class VerifyError(PackratError):
     pass
 
 
-def _retrying(remote, what, action):
+def _retrying(remote, what, action, reconnect=True):
     """Run ``action()``; on a transient error reconnect and retry with
-    backoff. Verification failures are retried too (a torn upload)."""
+    backoff. Verification failures are retried too (a torn upload).
+    ``reconnect=False`` where the action is the connection itself."""
     import tenacity
 
     settings = remote.settings
@@ -150,6 +161,8 @@ def _retrying(remote, what, action):
         exc = state.outcome.exception()
         log.warn("%s: %s failed (%s), retrying (attempt %d of %d)"
                  % (remote.describe(), what, exc, state.attempt_number + 1, attempts))
+        if not reconnect:
+            return
         try:
             remote.reconnect()
         except Exception as again:  # the next attempt reports it
@@ -220,6 +233,19 @@ def delete(remote, name):
         log.info("[dry run] would delete %s from %s" % (name, remote.describe()))
         return
     _retrying(remote, "delete of %s" % name, lambda: remote.delete(name))
+
+
+def delete_many(remote, names):
+    """Delete ``names`` over the open connection (batched where the transport
+    can), retried as a whole."""
+    names = list(names)
+    if not names:
+        return
+    if remote.ctx.dry_run:
+        for name in names:
+            log.info("[dry run] would delete %s from %s" % (name, remote.describe()))
+        return
+    _retrying(remote, "delete of %d files" % len(names), lambda: remote.delete_many(names))
 
 
 def safe_name(name):
