@@ -1,11 +1,37 @@
-"""Bash modules, run the way the original ran them (see shim.sh)."""
+"""Bash modules, run the way the original ran them (see shim.sh).
+
+Each call starts one ``bash shim.sh``: the config sourced, then the values of
+modules.d and of the command line, then every ``*.sh`` of MODULE_PATH
+sourced into the same shell, then ``TODAY DOW DOM HOSTNAME OPT_VERBOSE
+NEW_BACKUPS`` from this run, the original's ``verbose die email diemail``,
+and finally ``mod_NAME``, ``list_NAME`` or ``purge_NAME FILE``.
+
+The module's stdout and stderr are packrat's own, written as it happens.
+Everything else comes back through a FIFO (the channel): ``die``/``diemail``
+messages, ``email`` requests (mailed at once through mail.py, so the SMTP
+settings apply), the final ``NEW_BACKUPS`` and the function's status. A
+``die``, a ``diemail`` or a non-zero status raises one PackratError: the run
+reports it with its other failures in its one mail, and exits 1.
+"""
 import glob
 import os
 import re
+import shlex
+import threading
+
+from pypackrat import execute, log, mail, transfer
+from pypackrat.errors import PackratError
+
+SHIM_SH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim.sh")
+SUBJECT = "Packrat: Error"  # the original's email() used this subject for every mail
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Values packrat sets itself after the module files: never taken from settings.
+RUN_VALUES = ("TODAY", "DOW", "DOM", "HOSTNAME", "OPT_VERBOSE", "NEW_BACKUPS")
 
 
 def module_files(settings):
-    """Every *.sh of MODULE_PATH (a colon-separated list), in order."""
+    """Every *.sh of MODULE_PATH (a colon-separated list), in order: the
+    order they are sourced in, so a later file's function wins."""
     files = []
     for directory in str(settings["MODULE_PATH"]).split(":"):
         if directory:
@@ -13,21 +39,249 @@ def module_files(settings):
     return files
 
 
+def _definition(function):
+    f = re.escape(function)
+    # "f() {", "f ()", "function f {", "function f() {", "function f", each at a line's start
+    return re.compile(r"^[ \t]*(?:function[ \t]+%s(?=[ \t]*(?:\(|\{|$|[ \t]))|%s[ \t]*\([ \t]*\))"
+                      % (f, f), re.M)
+
+
 def _defines(path, function):
-    pattern = re.compile(r"^\s*(function\s+)?%s\s*(\(\s*\))?\s*\{?\s*$|^\s*(function\s+)?%s\s*\(\s*\)"
-                         % (re.escape(function), re.escape(function)), re.M)
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            return bool(pattern.search(fh.read()))
+            return bool(_definition(function).search(fh.read()))
     except OSError:
         return False
 
 
 def find(settings, name, role):
-    """The Bash file that defines mod_NAME (and, for an upload module,
-    list_NAME and purge_NAME somewhere in the module path), or None."""
-    files = module_files(settings)
-    for path in files:
+    """The Bash file that defines mod_NAME, or None. Where several files
+    define it, the last one sourced wins, as in the original: that file."""
+    found = None
+    for path in module_files(settings):
         if _defines(path, "mod_" + name):
-            return path
-    return None
+            found = path
+    return found
+
+
+# -- what the shell gets ------------------------------------------------------------
+
+def _assign(name, value):
+    if isinstance(value, (list, tuple)):
+        return "%s=(%s)\n" % (name, " ".join(shlex.quote(str(v)) for v in value))
+    if isinstance(value, bool):
+        value = "yes" if value else "no"
+    return "%s=%s\n" % (name, shlex.quote("" if value is None else str(value)))
+
+
+def settings_script(settings):
+    """Assignments for the values the config file itself does not hold:
+    those of modules.d/*.conf and of the command line (arrays as arrays)."""
+    lines = []
+    for name, value in settings.raw.items():
+        where = settings.origin.get(name)
+        if where in (settings.path, "default", "the kernel's host name") or where is None:
+            continue
+        if not _NAME.match(name) or name in RUN_VALUES:
+            continue
+        lines.append(_assign(name, value))
+    return "".join(lines)
+
+
+def run_values_script(ctx, new_backups):
+    values = [
+        ("TODAY", ctx.today),
+        ("DOW", ctx.dow),
+        ("DOM", ctx.dom),
+        ("HOSTNAME", ctx.hostname),
+        ("OPT_VERBOSE", "1" if log.is_verbose() else ""),
+        ("NEW_BACKUPS", " ".join(new_backups)),
+        ("MODULE_PATH", str(ctx.settings["MODULE_PATH"])),
+    ]
+    return "".join(_assign(n, v) for n, v in values)
+
+
+# -- the channel --------------------------------------------------------------------
+
+class _Channel:
+    """A FIFO the shell writes "KIND\\0TEXT\\0" messages to. A thread reads
+    it while the module runs and mails each ``email`` request at once.
+    packrat holds the FIFO open for writing too, so the shell never blocks
+    on opening it and the reader stops on packrat's own "end" message."""
+
+    def __init__(self, ctx, label):
+        self.ctx, self.label = ctx, label
+        self.path = os.path.join(execute.private_dir(), "shim-%d-%d.fifo" % (os.getpid(), id(self)))
+        os.mkfifo(self.path, 0o600)
+        self.fd = os.open(self.path, os.O_RDWR)
+        self.messages = []  # (kind, text) in order, except email
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        buf = b""
+        while True:
+            data = os.read(self.fd, 65536)
+            if not data:
+                return
+            buf += data
+            while buf.count(b"\0") >= 2:
+                kind, text, buf = buf.split(b"\0", 2)
+                kind = kind.decode("utf-8", "replace")
+                text = text.decode("utf-8", "replace")
+                if kind == "end":
+                    return
+                if kind == "email":
+                    self._mail(text)
+                else:
+                    self.messages.append((kind, text))
+
+    def _mail(self, text):
+        log.verbose("[%s] mailing %s: %s" % (self.label, self.ctx.settings["ADMIN_EMAIL"] or "nobody (ADMIN_EMAIL is empty)",
+                                            text.splitlines()[0] if text else ""))
+        mail.send(self.ctx.settings, SUBJECT, text + "\n")
+
+    def close(self):
+        try:
+            os.write(self.fd, b"end\0\0")
+            self.thread.join(60)
+        finally:
+            os.close(self.fd)
+            os.unlink(self.path)
+
+    def last(self, kind):
+        found = [t for k, t in self.messages if k == kind]
+        return found[-1] if found else None
+
+    def all(self, kind):
+        return [t for k, t in self.messages if k == kind]
+
+
+class _Outcome:
+    def __init__(self, code, channel, out):
+        self.code = code
+        self.out = out
+        self.dies = channel.all("die")
+        self.missing = channel.last("nofunc")
+        self.new = channel.last("new")
+
+
+def _run(ctx, name, path, action, arg="", new_backups=(), capture=False):
+    """Run one function of the Bash module ``name`` (defined in ``path``)."""
+    settings = ctx.settings
+    files = module_files(settings)
+    label = name.upper()
+    function = {"mod": "mod_", "list": "list_", "purge": "purge_"}[action] + name
+    log.verbose("[%s] running %s%s (Bash, %s)" % (label, function, " " + arg if arg else "", path))
+    channel = _Channel(ctx, label)
+    code, out = None, ""
+    try:
+        with execute.secret_file(settings_script(settings), "shim-settings") as settings_file, \
+                execute.secret_file(run_values_script(ctx, new_backups), "shim-run") as run_file:
+            argv = ["bash", SHIM_SH, channel.path, settings.path, settings_file, run_file,
+                    action, name, arg, "--"] + files
+            try:
+                result = execute.run(argv, stdout=None if capture else "inherit", stderr="inherit",
+                                     ok_codes=range(256), changes=False, quiet=True)
+                code, out = result.code, result.out
+            except execute.CommandFailed as exc:  # killed by a signal
+                code = exc.code
+    finally:
+        channel.close()
+    return _Outcome(code, channel, out)
+
+
+def _fail(role, name, path, function, outcome):
+    """Raise the module's failure, if it failed."""
+    if outcome.dies:
+        message = "\n".join(m for m in outcome.dies if m.strip())
+        raise PackratError(message or "%s module %s: %s called die (%s)" % (role, name, function, path))
+    if outcome.code:
+        what = ("was killed by signal %d" % -outcome.code if outcome.code < 0
+                else "exited with status %d" % outcome.code)
+        raise PackratError("%s module %s: %s %s (%s)" % (role, name, function, what, path))
+
+
+def _missing(role, name, outcome, settings):
+    return PackratError("%s module %s: %s is not defined once the *.sh files of MODULE_PATH=%s are sourced"
+                        % (role, name, outcome.missing, settings["MODULE_PATH"]))
+
+
+# -- what run.py calls ----------------------------------------------------------
+
+def backup(ctx, name, path):
+    """Run the Bash backup module ``mod_NAME``; return the paths it appended
+    to NEW_BACKUPS."""
+    if ctx.dry_run:
+        log.info("[dry run] would run mod_%s of the Bash module %s" % (name, path))
+        return []
+    before = list(ctx.new_backups)
+    outcome = _run(ctx, name, path, "mod", new_backups=before)
+    if outcome.missing:
+        raise _missing("backup", name, outcome, ctx.settings)
+    _fail("backup", name, path, "mod_" + name, outcome)
+    seen = set(before)
+    made = []
+    for word in (outcome.new or "").split():
+        full = os.path.abspath(word)
+        if word in seen or full in seen:
+            continue
+        seen.add(full)
+        if not os.path.isfile(full):
+            raise PackratError("backup module %s: NEW_BACKUPS names %s, which is not a file (%s)"
+                               % (name, word, path))
+        made.append(full)
+    return made
+
+
+def upload(ctx, name, path, files):
+    """Run the Bash upload module ``mod_NAME`` with NEW_BACKUPS holding every
+    new file of the run, space separated, as before."""
+    for f in files:
+        if any(c.isspace() for c in str(f)):
+            log.warn("upload module %s: %s has white space in its name; the Bash module "
+                     "sees it split into words (NEW_BACKUPS is space separated)" % (name, f))
+    if ctx.dry_run:
+        for f in files:
+            log.info("[dry run] would upload %s with mod_%s of the Bash module %s" % (f, name, path))
+        return
+    outcome = _run(ctx, name, path, "mod", new_backups=[str(f) for f in files])
+    if outcome.missing:
+        raise _missing("upload", name, outcome, ctx.settings)
+    _fail("upload", name, path, "mod_" + name, outcome)
+
+
+class BashRemote(transfer.Remote):
+    """A Bash upload module seen as a Remote, for the remote purge: list()
+    runs list_NAME, delete(NAME) runs purge_NAME NAME. Bash modules do their
+    own transport, so there is no put/get/size here, and no retry."""
+
+    transient = ()
+
+    def __init__(self, ctx, name, path):
+        super().__init__(ctx)
+        self.name, self.path = name, path
+
+    def describe(self):
+        return "%s (Bash module %s)" % (self.name, self.path)
+
+    def list(self):
+        """The words list_NAME prints, as the original's ``$(list_NAME)``
+        split them (no glob expansion). Not filtered here: the purge keeps
+        only plain file names (run.remote_candidates, delete())."""
+        outcome = _run(self.ctx, self.name, self.path, "list", capture=True)
+        if outcome.missing:
+            log.warn("upload module %s (%s) defines no list_%s: its remote archives are not purged"
+                     % (self.name, self.path, self.name))
+            return []
+        _fail("upload", self.name, self.path, "list_" + self.name, outcome)
+        return [w for w in re.split(r"[ \t\n]+", outcome.out) if w]
+
+    def delete(self, remote_name):
+        if not transfer.safe_name(remote_name):
+            raise PackratError("upload module %s: refusing to purge %r: not a plain file name"
+                               % (self.name, remote_name))
+        outcome = _run(self.ctx, self.name, self.path, "purge", arg=remote_name)
+        if outcome.missing:
+            raise _missing("upload", self.name, outcome, self.settings)
+        _fail("upload", self.name, self.path, "purge_%s %s" % (self.name, remote_name), outcome)
