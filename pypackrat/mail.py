@@ -44,10 +44,15 @@ def send(settings, subject, body):
 
 def _smtp(settings, msg):
     host, port, tls = settings["SMTP_HOST"], settings["SMTP_PORT"], settings["SMTP_TLS"]
-    cls = smtplib.SMTP_SSL if tls == "ssl" else smtplib.SMTP
-    with cls(host, port, timeout=60) as smtp:
+    import ssl
+    context = ssl.create_default_context(cafile=settings["SMTP_CA"] or None)
+    if tls == "ssl":
+        smtp = smtplib.SMTP_SSL(host, port, timeout=60, context=context)
+    else:
+        smtp = smtplib.SMTP(host, port, timeout=60)
+    with smtp:
         if tls == "starttls":
-            smtp.starttls()
+            smtp.starttls(context=context)
         if settings["SMTP_USER"]:
             smtp.login(settings["SMTP_USER"], settings["SMTP_PASS"])
         smtp.send_message(msg)

@@ -6,7 +6,9 @@ from tests.servers import free_port
 
 
 class SmtpServer:
-    def __init__(self):
+    def __init__(self, tls_cert=None, tls_key=None, users=None):
+        """tls_cert/tls_key: offer STARTTLS; users: {name: password}, then
+        AUTH is required (over TLS)."""
         from aiosmtpd.controller import Controller
 
         self.messages = []
@@ -21,7 +23,21 @@ class SmtpServer:
                 return "250 OK"
 
         self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        options = {}
+        if tls_cert:
+            import ssl
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls_cert, tls_key)
+            options.update(tls_context=context, require_starttls=True)
+        if users:
+            from aiosmtpd.smtp import AuthResult
+
+            def authenticator(srv, session, envelope, mechanism, auth_data):
+                ok = users.get(auth_data.login.decode()) == auth_data.password.decode()
+                return AuthResult(success=ok)
+            options.update(authenticator=authenticator, auth_required=True)
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                     server_hostname="localhost", **options)
 
     def start(self):
         self.controller.start()
