@@ -221,16 +221,18 @@ def backup(ctx, name, path):
         raise _missing("backup", name, outcome, ctx.settings)
     _fail("backup", name, path, "mod_" + name, outcome)
     seen = set(before)
-    made = []
+    made, missing = [], []
     for word in (outcome.new or "").split():
         full = os.path.abspath(word)
         if word in seen or full in seen:
             continue
         seen.add(full)
-        if not os.path.isfile(full):
-            raise PackratError("backup module %s: NEW_BACKUPS names %s, which is not a file (%s)"
-                               % (name, word, path))
-        made.append(full)
+        (made if os.path.isfile(full) else missing).append(full)
+    if missing:
+        error = PackratError("backup module %s: NEW_BACKUPS names %s, which is not a file (%s)"
+                             % (name, ", ".join(missing), path))
+        error.made = made  # the files that do exist are still uploaded
+        raise error
     return made
 
 
