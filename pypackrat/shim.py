@@ -88,7 +88,7 @@ def settings_script(settings):
     return "".join(lines)
 
 
-def run_values_script(ctx, new_backups):
+def run_values_script(ctx, new_backups, purge=()):
     values = [
         ("TODAY", ctx.today),
         ("DOW", ctx.dow),
@@ -97,6 +97,7 @@ def run_values_script(ctx, new_backups):
         ("OPT_VERBOSE", "1" if log.is_verbose() else ""),
         ("NEW_BACKUPS", " ".join(new_backups)),
         ("MODULE_PATH", str(ctx.settings["MODULE_PATH"])),
+        ("__packrat_purge", list(purge)),
     ]
     return "".join(_assign(n, v) for n, v in values)
 
@@ -164,22 +165,25 @@ class _Outcome:
         self.dies = channel.all("die")
         self.missing = channel.last("nofunc")
         self.new = channel.last("new")
+        self.failed = channel.last("failed")
+        self.purged = channel.all("purged")
 
 
-def _run(ctx, name, path, action, arg="", new_backups=(), capture=False):
-    """Run one function of the Bash module ``name`` (defined in ``path``)."""
+def _run(ctx, name, path, action, purge=(), new_backups=(), capture=False):
+    """Run one function of the Bash module ``name`` (defined in ``path``);
+    for "purge", purge_NAME once per name of ``purge``, in one shell."""
     settings = ctx.settings
     files = module_files(settings)
     label = name.upper()
     function = {"mod": "mod_", "list": "list_", "purge": "purge_"}[action] + name
-    log.verbose("[%s] running %s%s (Bash, %s)" % (label, function, " " + arg if arg else "", path))
+    log.verbose("[%s] running %s%s (Bash, %s)" % (label, function, "".join(" " + p for p in purge), path))
     channel = _Channel(ctx, label)
     code, out = None, ""
     try:
         with execute.secret_file(settings_script(settings), "shim-settings") as settings_file, \
-                execute.secret_file(run_values_script(ctx, new_backups), "shim-run") as run_file:
+                execute.secret_file(run_values_script(ctx, new_backups, purge), "shim-run") as run_file:
             argv = ["bash", SHIM_SH, channel.path, settings.path, settings_file, run_file,
-                    action, name, arg, "--"] + files
+                    action, name, "--"] + files
             try:
                 result = execute.run(argv, stdout=None if capture else "inherit", stderr="inherit",
                                      ok_codes=range(256), changes=False, quiet=True)
@@ -280,10 +284,20 @@ class BashRemote(transfer.Remote):
         return [w for w in re.split(r"[ \t\n]+", outcome.out) if w]
 
     def delete(self, remote_name):
-        if not transfer.safe_name(remote_name):
-            raise PackratError("upload module %s: refusing to purge %r: not a plain file name"
-                               % (self.name, remote_name))
-        outcome = _run(self.ctx, self.name, self.path, "purge", arg=remote_name)
+        self.delete_many([remote_name])
+
+    def delete_many(self, names):
+        """purge_NAME FILE for each name, in one shell, as the original
+        purged; stops at the first failure. Only plain file names."""
+        names = list(names)
+        for remote_name in names:
+            if not transfer.safe_name(remote_name):
+                raise PackratError("upload module %s: refusing to purge %r: not a plain file name"
+                                   % (self.name, remote_name))
+        if not names:
+            return
+        outcome = _run(self.ctx, self.name, self.path, "purge", purge=names)
         if outcome.missing:
             raise _missing("upload", self.name, outcome, self.settings)
-        _fail("upload", self.name, self.path, "purge_%s %s" % (self.name, remote_name), outcome)
+        function = "purge_%s %s" % (self.name, outcome.failed or " ".join(names))
+        _fail("upload", self.name, self.path, function, outcome)

@@ -1,20 +1,24 @@
 # Runs one function of a Bash module the way the original packrat did.
 # Called by shim.py (never by hand) as:
 #
-#   bash shim.sh CHANNEL CONFIG SETTINGS RUNVALUES ACTION NAME ARG -- MODULE_FILE...
+#   bash shim.sh CHANNEL CONFIG SETTINGS RUNVALUES ACTION NAME -- MODULE_FILE...
 #
 # CHANNEL    a FIFO read by packrat; every message is "KIND\0TEXT\0":
 #              die TEXT      die/diemail was called (the module's failure)
 #              email TEXT    email was called (mailed by packrat right away)
 #              new TEXT      NEW_BACKUPS when the shell ends (backup modules)
 #              nofunc NAME   the function to run is not defined
+#              purged FILE   purge_NAME FILE succeeded
+#              failed FILE   purge_NAME FILE returned non-zero (the last one)
 #              status N      the function returned N
 # CONFIG     packrat.conf, sourced as the original did
 # SETTINGS   a 0600 file of assignments: the values of modules.d/*.conf and
 #            of the command line (-m, -u, -p, -r), sourced after CONFIG
 # RUNVALUES  a 0600 file setting TODAY DOW DOM HOSTNAME OPT_VERBOSE
-#            NEW_BACKUPS MODULE_PATH from packrat's run (one date per run)
-# ACTION     mod, list or purge; NAME the module; ARG the file to purge
+#            NEW_BACKUPS MODULE_PATH from packrat's run (one date per run),
+#            and __packrat_purge, the array of file names to purge
+# ACTION     mod, list or purge; NAME the module. purge calls
+#            purge_NAME FILE for each name in turn, stopping at a failure
 #
 # Order, as in the original: the config, then every *.sh of the module path
 # sourced into this one shell (modules call each other's helpers), then the
@@ -27,8 +31,7 @@ __packrat_settings=$3
 __packrat_runvalues=$4
 __packrat_action=$5
 __packrat_name=$6
-__packrat_arg=$7
-shift 7
+shift 6
 [ "$1" = "--" ] && shift
 __packrat_files=("$@")
 set --
@@ -103,12 +106,22 @@ if [ "$__packrat_action" = mod ]; then
     # NEW_BACKUPS as this shell leaves it, even if the module calls exit
     trap '[ "$BASHPID" = "$__packrat_pid" ] && __packrat_send new "$NEW_BACKUPS"' EXIT
     "$__packrat_function"
+    __packrat_status=$?
+    __packrat_send new "$NEW_BACKUPS"
 elif [ "$__packrat_action" = list ]; then
     "$__packrat_function"
+    __packrat_status=$?
 else
-    "$__packrat_function" "$__packrat_arg"
+    __packrat_status=0
+    for __packrat_file in "${__packrat_purge[@]}"; do
+        "$__packrat_function" "$__packrat_file"
+        __packrat_status=$?
+        if [ "$__packrat_status" -ne 0 ]; then
+            __packrat_send failed "$__packrat_file"
+            break
+        fi
+        __packrat_send purged "$__packrat_file"
+    done
 fi
-__packrat_status=$?
-[ "$__packrat_action" = mod ] && __packrat_send new "$NEW_BACKUPS"
 __packrat_send status "$__packrat_status"
 exit "$__packrat_status"

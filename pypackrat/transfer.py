@@ -201,8 +201,28 @@ def upload(remote, local_path):
 
     try:
         _retrying(remote, "upload of %s" % name, attempt)
+    except BaseException:
+        _discard(remote, target)
+        raise
     finally:
         progress.finish()
+
+
+def _discard(remote, target):
+    """After a failed upload, remove what it left: the temporary file, or,
+    where puts are atomic, an object that failed verification (best effort:
+    the connection may be gone: then one reconnection is tried)."""
+    for again in (False, True):
+        try:
+            if again:
+                remote.reconnect()
+            if remote.size(target) is not None:
+                remote.delete(target)
+                log.verbose("%s: removed %s after the failed upload" % (remote.describe(), target))
+            return
+        except Exception as exc:
+            log.verbose("%s: could not remove %s after the failed upload: %s"
+                        % (remote.describe(), target, exc))
 
 
 def download(remote, remote_name, local_path):

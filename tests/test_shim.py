@@ -514,3 +514,95 @@ def test_example_failures_mail_once(example, tmp_path):
     # the backup itself was made; nothing partial is left behind
     assert [n for n in os.listdir(example.backup_dir) if n.endswith(".tar.gz")]
     assert not [n for n in os.listdir(example.backup_dir) if "partial" in n]
+
+
+def test_purges_run_in_one_shell_and_a_failing_purge_is_one_failure(penv, tmp_path):
+    remote = tmp_path / "remote"
+    names = ["testhost-etc-%s.1.dar" % day(d) for d in (30, 20, 15)]
+    for n in names:
+        touch(remote / n)
+    module(penv, "picky.sh", r'''
+mod_picky() { :; }
+list_picky() { ls -1 "$PICKY_DIR"; }
+purge_picky() {
+    echo "$$ $1" >> "$PICKY_LOG"
+    [ "$1" = "$PICKY_STUCK" ] && return 5
+    rm -f "$PICKY_DIR/$1"
+}
+''')
+    log = tmp_path / "picky.log"
+    penv.write(UPLOAD_MODULES=["picky"], PICKY_DIR=str(remote), PICKY_LOG=str(log), PICKY_STUCK="")
+    penv.run("-P", date=DATE, check=0)
+    calls = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(c[1] for c in calls) == sorted(names)
+    assert len({c[0] for c in calls}) == 1  # one shell for the whole purge, as the original
+    assert os.listdir(remote) == []
+    # a purge_ that fails: exit 1, one mail naming the file
+    for n in names:
+        touch(remote / n)
+    log.unlink()
+    penv.write(PICKY_STUCK=names[0])
+    proc = penv.run("-P", date=DATE, check=1)
+    expected = "upload module picky: purge_picky %s exited with status 5" % names[0]
+    assert expected in proc.stderr
+    assert len(penv.mails()) == 1 and expected in penv.smtp.bodies()[0]
+
+
+def test_dry_run_runs_no_bash_module_and_deletes_nothing(site):
+    old = touch(site.shelf / ("testhost-etc-%s.1.dar" % day(20)))
+    touch(site.backup_dir / ("testhost-etc-%s.1.dar" % DATE))
+    site.write(BACKUP_MODULES=["notes"], UPLOAD_MODULES=["shelf"])
+    proc = site.run("-n", date=DATE, check=0)
+    assert "[dry run] Bash backup module notes: %s" % (site.module_path / "notes.sh") in proc.stdout
+    assert "[dry run] Bash upload module shelf: %s" % (site.module_path / "shelf.sh") in proc.stdout
+    assert "[dry run] would run mod_notes of the Bash module" in proc.stdout
+    # list_shelf runs (it only reads), so the plan names what a purge would delete
+    assert "[dry run] would delete %s from shelf" % old.name in proc.stdout
+    assert old.exists()
+    assert not (site.tmp / "shelf-log.purged").exists()
+    assert os.listdir(site.backup_dir) == ["testhost-etc-%s.1.dar" % DATE]
+    proc = site.run("-n", "-U", DATE, date=DATE, check=0)
+    assert "would upload %s/testhost-etc-%s.1.dar with mod_shelf" % (site.backup_dir, DATE) in proc.stdout
+    assert os.listdir(site.shelf) == [old.name]
+
+
+# -- the same upload behaviour from a Python and a Bash upload module ----------
+# (until tests/test_upload_conformance.py exists: the local module's checks,
+# run against modules/example.sh's example_upload through the shim too)
+
+@pytest.mark.parametrize("upload", ["local", "example_upload"])
+def test_upload_module_contract_python_and_bash(penv, tmp_path, upload):
+    shutil.copy(os.path.join(ROOT, "modules", "example.sh"), penv.module_path)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    penv.write(UPLOAD_MODULES=[upload], LOCAL_DIR=str(remote), EXAMPLE_UPLOAD_DIR=str(remote))
+    plan = penv.run("-n", date=DATE, check=0)
+    kind = "Python" if upload == "local" else "Bash"
+    assert "[dry run] %s upload module %s" % (kind, upload) in plan.stdout
+    # upload: every file of the date, byte for byte, nothing else, no partial left
+    sizes = [0, 1, 65536, 1 << 20]
+    files = [touch(penv.backup_dir / ("testhost-f%d-%s.bin" % (i, DATE)), os.urandom(n))
+             for i, n in enumerate(sizes)]
+    touch(penv.backup_dir / ("testhost-other-%s.bin" % day(1)))
+    penv.run("-U", DATE, date=DATE, check=0)
+    assert sorted(os.listdir(remote)) == sorted(f.name for f in files)
+    for f in files:
+        assert (remote / f.name).read_bytes() == f.read_bytes()
+    # again: replaced, not duplicated
+    files[1].write_bytes(b"changed")
+    penv.run("-U", DATE, date=DATE, check=0)
+    assert (remote / files[1].name).read_bytes() == b"changed"
+    assert len(os.listdir(remote)) == len(files)
+    # purge: old names of this host go, young, foreign and undated stay
+    old = [touch(remote / ("testhost-etc-%s.1.dar" % day(d))) for d in (11, 40)]
+    keep = [touch(remote / ("testhost-etc-%s.1.dar" % day(10))),
+            touch(remote / ("other-etc-%s.1.dar" % day(40))),
+            touch(remote / "testhost-notes")]
+    penv.run("-P", date=DATE, check=0)
+    assert not any(p.exists() for p in old)
+    assert all(p.exists() for p in keep)
+    # an unusable destination: exit 1, one mail, the reason in it
+    shutil.rmtree(remote)
+    proc = penv.run("-U", DATE, date=DATE, check=1)
+    assert str(remote) in proc.stderr
+    assert len(penv.mails()) == 1
