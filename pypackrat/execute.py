@@ -73,6 +73,11 @@ def _err_text(exc):
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
 
 
+def _stderr_of(proc):
+    data = getattr(proc, "stderr", b"") or b""
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+
+
 def _env(extra, clean=False):
     env = {} if clean else dict(os.environ)
     env.update({k: str(v) for k, v in (extra or {}).items()})
@@ -147,7 +152,8 @@ def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None):
 
     ``out`` is a path or an open binary file. Every process's exit status is
     checked (ok_codes: a list of accepted codes per stage, default 0 only);
-    the first failing stage in pipe order is reported. Returns None in dry run.
+    the first failing stage in pipe order is reported. Returns a Result per
+    stage (code, err: its stderr), or None in dry run.
     """
     stages = [[str(a) for a in argv] for argv in stages]
     line = " | ".join(show(a) for a in stages)
@@ -186,6 +192,7 @@ def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None):
                 failures.append(CommandFailed(argv, exc.exit_code, _err_text(exc)))
         if failures:
             raise failures[0]
+        return [Result(proc.exit_code, "", _stderr_of(proc)) for proc in procs]
     except BaseException:
         for proc in procs:
             with contextlib.suppress(Exception):

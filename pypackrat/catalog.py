@@ -1,0 +1,366 @@
+"""What archives exist, and where: BACKUP_DIR and the upload modules'
+remotes, seen as one catalog. Used by ``list``, ``restore`` and ``verify``.
+
+Names are all we go by, as the original did (see LEGACY.md):
+
+- ``HOST<TARGET>-DATE.master.N.dar`` is slice N of a master,
+  ``HOST<TARGET>-DATE.N.dar`` of an incremental (a differential against the
+  newest master of the same prefix dated on or before it), or of a full
+  archive when FS_INCREMENTAL is off;
+- ``HOST-mysql-DB-DATE.sql.bz2`` and ``HOST-postgresql-DB-DATE.sql.bz2``
+  (``.zst`` with zstd; ``DB`` is ``all`` for a whole server) are dumps.
+
+A restore as of a day needs the master for that day and the newest
+incremental up to the day, nothing between.
+"""
+import contextlib
+import datetime
+import os
+import re
+
+from pypackrat import execute, log, retention, transfer
+from pypackrat.errors import PackratError
+
+LOCAL = "BACKUP_DIR"  # the location name of BACKUP_DIR (an upload module may be "local")
+
+_DUMP = re.compile(r"^(?P<host>.+?)-(?P<engine>mysql|postgresql)-(?P<db>.+)-(?P<date>20\d{6})"
+                   r"\.sql\.(?P<comp>bz2|zst)(?P<rest>(\.[A-Za-z0-9]+)*)$")
+
+
+def parse_date(text):
+    """A YYYYMMDD argument as a date; PackratError otherwise."""
+    try:
+        if not re.fullmatch(r"\d{8}", text or ""):
+            raise ValueError
+        return datetime.datetime.strptime(text, "%Y%m%d").date()
+    except ValueError:
+        raise PackratError("a date is written YYYYMMDD, not %r" % text)
+
+
+def day_text(day):
+    return day.strftime("%Y%m%d")
+
+
+def target_prefix(host, target):
+    """The archive name prefix of a filesystem target: ``HOST`` and the
+    path with every ``/`` turned into ``-`` (``/home/sites`` ->
+    ``HOST-home-sites``). A word without ``/`` is taken as a prefix as it
+    is (the part of an archive name before ``-DATE``)."""
+    try:  # the filesystem module names its archives: ask it when it can tell
+        from pypackrat.modules import filesystem
+        name_of = getattr(filesystem, "archive_prefix", None)
+    except ImportError:
+        name_of = None
+    if "/" not in target:
+        return target
+    if name_of is not None:
+        return name_of(host, target)
+    path = target.rstrip("/") or "/"
+    return host + path.replace("/", "-")
+
+
+def human(size):
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
+        value /= 1024
+
+
+class Archive:
+    """One dar archive (all its slices), wherever its slices are."""
+
+    def __init__(self, parsed):
+        self.base = parsed.archive        # as dar takes it: no slice, no .dar
+        self.prefix = parsed.prefix
+        self.day = parsed.day
+        self.master = parsed.master
+        self.slices = {}                  # slice number -> file name
+
+    @property
+    def kind(self):
+        return "master" if self.master else "incremental"
+
+    def names(self):
+        return [self.slices[n] for n in sorted(self.slices)]
+
+    def missing_slices(self):
+        """Slice numbers absent between 1 and the highest one seen anywhere."""
+        top = max(self.slices) if self.slices else 0
+        return [n for n in range(1, top + 1) if n not in self.slices]
+
+    def __repr__(self):
+        return "<Archive %s>" % self.base
+
+
+class Dump:
+    """One database dump file."""
+
+    def __init__(self, name, m):
+        self.name = name
+        self.host = m.group("host")
+        self.engine = m.group("engine")
+        self.db = m.group("db")
+        self.day = datetime.datetime.strptime(m.group("date"), "%Y%m%d").date()
+        self.compression = m.group("comp")
+
+    def __repr__(self):
+        return "<Dump %s>" % self.name
+
+
+def parse_dump(name):
+    m = _DUMP.match(name)
+    if not m:
+        return None
+    try:
+        return Dump(name, m)
+    except ValueError:
+        return None
+
+
+class Catalog:
+    """Every file of one host, local and remote: ``files[name][location]``
+    is the size there (None when unknown). ``locations`` is "local" then the
+    upload modules in order; ``remotes[location]`` is the open Remote."""
+
+    def __init__(self, host):
+        self.host = host
+        self.locations = []
+        self.files = {}
+        self.remotes = {}
+        self.errors = []          # locations that could not be read
+        self.directory = None     # BACKUP_DIR
+
+    # -- gathering -------------------------------------------------------
+    def mine(self, name):
+        return name.startswith(self.host + "-") and not execute.is_temporary(name) \
+            and not name.endswith(transfer.PARTIAL)
+
+    def add(self, location, name, size):
+        if location not in self.locations:
+            self.locations.append(location)
+        self.files.setdefault(name, {})[location] = size
+
+    def add_local(self, directory):
+        self.directory = directory
+        if LOCAL not in self.locations:
+            self.locations.insert(0, LOCAL)
+        if not os.path.isdir(directory):
+            return
+        for entry in os.scandir(directory):
+            if entry.is_file(follow_symlinks=False) and self.mine(entry.name):
+                self.add(LOCAL, entry.name, entry.stat().st_size)
+
+    def add_remote(self, location, remote, sizes=True):
+        self.remotes[location] = remote
+        if location not in self.locations:
+            self.locations.append(location)
+        for name in transfer.listing(remote):
+            if transfer.safe_name(name) and self.mine(name) and \
+                    (parse_dump(name) or retention.parse_dar(name)):
+                size = remote.size(name) if sizes else None
+                self.add(location, name, size)
+
+    # -- reading ---------------------------------------------------------
+    def where(self, name):
+        return [loc for loc in self.locations if loc in self.files.get(name, {})]
+
+    def size(self, name, location):
+        return self.files.get(name, {}).get(location)
+
+    def local_path(self, name):
+        if LOCAL in self.files.get(name, {}):
+            return os.path.join(self.directory, name)
+        return None
+
+    def archives(self, location=None):
+        """{base: Archive} of the dar archives (seen at ``location`` only,
+        if given)."""
+        out = {}
+        for name, where in self.files.items():
+            if location is not None and location not in where:
+                continue
+            parsed = retention.parse_dar(name)
+            if parsed is None:
+                continue
+            archive = out.get(parsed.archive)
+            if archive is None:
+                archive = out[parsed.archive] = Archive(parsed)
+            archive.slices[parsed.slice] = name
+        return out
+
+    def prefixes(self):
+        return sorted({a.prefix for a in self.archives().values()})
+
+    def dumps(self, location=None):
+        out = []
+        for name, where in self.files.items():
+            if location is not None and location not in where:
+                continue
+            dump = parse_dump(name)
+            if dump is not None:
+                out.append(dump)
+        return sorted(out, key=lambda d: (d.engine, d.db, d.day, d.name))
+
+    def newest_day(self, location=None):
+        days = [a.day for a in self.archives(location).values()] + \
+               [d.day for d in self.dumps(location)]
+        return max(days) if days else None
+
+
+def chains(archives, prefix):
+    """The chains of one prefix, oldest first: a list of (master or None,
+    [incrementals...]); incrementals before any master come first with None."""
+    mine = sorted((a for a in archives.values() if a.prefix == prefix),
+                  key=lambda a: (a.day, not a.master, a.base))
+    out = []
+    for archive in mine:
+        if archive.master:
+            out.append((archive, []))
+        elif out:
+            out[-1][1].append(archive)
+        else:
+            out.append((None, [archive]))
+    return out
+
+
+def pick(archives, prefix, day, incremental=True):
+    """The archives to restore ``prefix`` as of ``day``, in order: the newest
+    master on or before the day and the newest incremental after it, up to
+    the day. With ``incremental`` off (FS_INCREMENTAL=no) every archive is
+    full: the newest one alone. Returns [] when there is nothing."""
+    mine = [a for a in archives.values() if a.prefix == prefix and a.day <= day]
+    if not mine:
+        return []
+    if not incremental:
+        return [max(mine, key=lambda a: (a.day, not a.master))]
+    masters = [a for a in mine if a.master]
+    if not masters:
+        # no master: an archive made with FS_INCREMENTAL=no stands alone;
+        # an incremental whose master is gone cannot be restored
+        return [max(mine, key=lambda a: a.day)]
+    master = max(masters, key=lambda a: a.day)
+    later = [a for a in mine if not a.master and a.day > master.day]
+    if later:
+        return [master, max(later, key=lambda a: a.day)]
+    return [master]
+
+
+def orphans(archives):
+    """Incrementals with no master of their prefix on or before them."""
+    masters = [a for a in archives.values() if a.master]
+    out = []
+    for a in archives.values():
+        if not a.master and not any(m.prefix == a.prefix and m.day <= a.day for m in masters):
+            out.append(a)
+    return sorted(out, key=lambda a: (a.prefix, a.day))
+
+
+# -- opening the remotes -------------------------------------------------------
+
+def open_remote(ctx, name):
+    """An open Remote of upload module ``name`` (caller closes it)."""
+    from pypackrat import modules, run
+    resolved = modules.resolve(ctx.settings, name, "upload")
+    if resolved is None:
+        raise PackratError("no upload module named %r" % name)
+    if resolved.kind == "python":
+        problems = resolved.python().check(ctx.settings)
+        if problems:
+            raise PackratError("; ".join(problems))
+    remote = run.open_remote(ctx, resolved)
+    remote.open()
+    return remote
+
+
+@contextlib.contextmanager
+def gather(ctx, host=None, remotes=(), sizes=True, strict=False):
+    """A Catalog of BACKUP_DIR and of each upload module in ``remotes``,
+    with those remotes open for the block. A remote that cannot be read is
+    noted in ``catalog.errors`` (or raised, with ``strict``)."""
+    catalog = Catalog(host or ctx.hostname)
+    catalog.add_local(ctx.backup_dir)
+    opened = []
+    try:
+        for name in remotes:
+            try:
+                remote = open_remote(ctx, name)
+            except Exception as exc:
+                message = "%s: cannot connect: %s" % (name, log.mask(exc))
+                if strict:
+                    raise PackratError(message)
+                catalog.errors.append(message)
+                continue
+            opened.append(remote)
+            try:
+                catalog.add_remote(name, remote, sizes)
+            except Exception as exc:
+                message = "%s: cannot list %s: %s" % (name, remote.describe(), log.mask(exc))
+                if strict:
+                    raise PackratError(message)
+                catalog.errors.append(message)
+        yield catalog
+    finally:
+        for remote in opened:
+            try:
+                remote.close()
+            except Exception:
+                pass
+
+
+def fetch(catalog, names, location, work_dir):
+    """Make every file of ``names`` readable in one directory: the directory
+    of BACKUP_DIR when all are there, else ``work_dir`` holding links to the
+    local ones and copies downloaded from ``location``. Returns the
+    directory."""
+    if all(catalog.local_path(n) for n in names):
+        return catalog.directory
+    remote = catalog.remotes.get(location) if location else None
+    for name in names:
+        dest = os.path.join(work_dir, name)
+        if os.path.lexists(dest):
+            continue
+        local = catalog.local_path(name)
+        if local:
+            os.symlink(os.path.abspath(local), dest)
+        elif remote is not None and location in catalog.files.get(name, {}):
+            log.verbose("[RESTORE] fetching %s from %s" % (name, remote.describe()))
+            transfer.download(remote, name, dest)
+        else:
+            where = " or on %s" % location if location else " (use --from MODULE to fetch it)"
+            seen = catalog.where(name)
+            also = "; it is on %s" % ", ".join(seen) if seen and not location else ""
+            raise PackratError("%s is not in %s%s%s" % (name, catalog.directory, where, also))
+    return work_dir
+
+
+# -- dar ---------------------------------------------------------------------
+
+def dar_key_line(key):
+    """The DCF line that gives dar the key; the cipher is left for dar to
+    read from the archive (``-K :KEY``), so aes256 archives of this edition
+    and blowfish archives of the original read alike. Inside the double
+    quotes dar takes backslash escapes for backslash and both quotes."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise PackratError("ENCRYPTION_KEY holds a control character; dar cannot take it from a file")
+    escaped = key.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
+    return '-K ":%s"\n' % escaped
+
+
+@contextlib.contextmanager
+def dar_key(settings):
+    """argv words giving dar the key through a 0600 file (``-B FILE``),
+    nothing when there is no key."""
+    key = settings["ENCRYPTION_KEY"]
+    if not key:
+        yield []
+        return
+    with execute.secret_file(dar_key_line(key), name="dar-key") as path:
+        yield ["-B", path]
+
+
+def dar(args, key_args, **kw):
+    """Run dar without a terminal: -Q (no tty warning), answers "no"."""
+    return execute.run([execute.require("dar")] + list(args) + list(key_args) + ["-Q"], **kw)

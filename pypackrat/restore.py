@@ -1,0 +1,335 @@
+"""``packrat restore``: a directory or a database back as of a date.
+
+A filesystem target comes back from its master for that date (the newest
+master on or before it) and the newest incremental after that master up to
+the date: each incremental is a differential against its master, so nothing
+between is needed (see LEGACY.md). The second archive goes over the first
+with ``-w``, which also removes the files deleted in between. The key
+reaches dar through a 0600 DCF file (``-B``), never argv.
+
+A database dump is decrypted, decompressed and fed to ``mysql`` or
+``psql``: processes joined by OS pipes, every exit status checked, the
+password in an option file or PGPASSFILE, the key on an inherited
+descriptor.
+
+Archives missing from BACKUP_DIR are fetched from an upload module's remote
+with ``--from MODULE`` into a temporary directory, removed afterwards.
+"""
+import argparse
+import contextlib
+import os
+import shutil
+import tempfile
+
+from pypackrat import catalog, execute, log
+from pypackrat.errors import PackratError
+
+TAG = "[RESTORE]"
+ENGINES = ("mysql", "postgresql")
+
+EXAMPLES = """\
+examples:
+  packrat restore /home/sites /srv/restore
+        /home/sites as of its newest archive, into the empty /srv/restore
+  packrat restore -d 20240214 /home/sites /srv/restore
+        as it was on 14 February 2024 (master + newest incremental up to it)
+  packrat restore --file www/index.php /home/sites /tmp/one
+        one file (or directory) only, relative to the target
+  packrat restore --from ssh -d 20240210 /etc /tmp/etc
+        fetch from the ssh module's remote what BACKUP_DIR no longer holds
+  packrat restore --host oldbox /etc /tmp/etc
+        archives named after another host (a replacement machine)
+  packrat restore mysql shop --into shop_restored
+        the newest dump of database shop, into a new database beside it
+  packrat restore -d 20240214 postgresql all
+        a pg_dumpall dump of that day, through psql
+"""
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="packrat restore",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Restore a filesystem target (an FS_TARGETS path, or an archive name prefix "
+                    "such as myserver-home-sites) into a directory, or a database dump "
+                    "(mysql DB / postgresql DB; DB 'all' for a whole-server dump) into a "
+                    "database, as of a date (default: the newest archive).",
+        epilog=EXAMPLES)
+    p.add_argument("what", metavar="TARGET|mysql|postgresql",
+                   help="a filesystem target, or the word mysql or postgresql")
+    p.add_argument("where", metavar="DIR|DATABASE",
+                   help="for a target: the directory to restore into (empty or new); "
+                        "for a database engine: the database name in the dump ('all' for __ALL__)")
+    p.add_argument("-d", "--date", metavar="YYYYMMDD",
+                   help="restore as of this day (default: the newest archive)")
+    p.add_argument("--from", dest="source", metavar="MODULE",
+                   help="fetch files missing from BACKUP_DIR from this upload module's remote")
+    p.add_argument("--host", metavar="NAME",
+                   help="archives named after this host (default: HOSTNAME)")
+    p.add_argument("--file", dest="files", action="append", default=[], metavar="PATH",
+                   help="restore only this file or directory, relative to the target "
+                        "(or absolute, under it); may be repeated")
+    p.add_argument("--into", metavar="NAME",
+                   help="restore a database dump into database NAME (created), beside the original")
+    p.add_argument("--force", action="store_true",
+                   help="restore into a non-empty directory (files are overwritten), or replace "
+                        "an existing database (dropped and created again)")
+    p.add_argument("--cipher", choices=("aes-256-cbc", "blowfish"),
+                   help="cipher of an encrypted dump (default: DB_CIPHER)")
+    p.add_argument("--work-dir", metavar="DIR",
+                   help="where fetched files are kept during the restore (default: BACKUP_DIR)")
+    return p
+
+
+def main(ctx, args):
+    a = parser().parse_args(args)
+    day = catalog.parse_date(a.date) if a.date else None
+    if a.what in ENGINES:
+        if a.files:
+            raise PackratError("--file is for a filesystem target, not a database")
+        return restore_database(ctx, a.what, a.where, day, a.source, a.host, a.into, a.force,
+                                a.cipher, a.work_dir)
+    if a.into:
+        raise PackratError("--into is for a database; a filesystem target goes into DIR")
+    return restore_target(ctx, a.what, a.where, day, a.source, a.host, a.files, a.force, a.work_dir)
+
+
+@contextlib.contextmanager
+def work_dir(ctx, where=None):
+    """A private temporary directory for fetched files, removed after."""
+    parent = where or ctx.backup_dir
+    if not os.path.isdir(parent):
+        parent = None
+    path = tempfile.mkdtemp(prefix=execute.TEMP_PREFIX + "restore-", dir=parent)
+    os.chmod(path, 0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- filesystem ------------------------------------------------------------------
+
+def _relative(target, path):
+    """``path`` relative to the target's root, as dar's -g takes it."""
+    if os.path.isabs(path):
+        root = target.rstrip("/") + "/" if "/" in target else None
+        if root is None or not (path + "/").startswith(root):
+            raise PackratError("--file %s is not under the target %s" % (path, target))
+        path = path[len(root):]
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise PackratError("--file %r: give a path inside the target" % path)
+    return "/".join(parts)
+
+
+def _check_destination(dest, force):
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise PackratError("%s exists and is not a directory" % dest)
+    if os.path.isdir(dest) and os.listdir(dest) and not force:
+        raise PackratError("%s is not empty: restore into an empty or new directory, "
+                           "or add --force to restore over what is there" % dest)
+
+
+def choose(ctx, cat, prefix, day, source):
+    """The archives to restore ``prefix`` as of ``day`` (None: newest)."""
+    archives = cat.archives()
+    mine = [a for a in archives.values() if a.prefix == prefix]
+    if not mine:
+        hint = "" if source else " (add --from MODULE to look on a remote)"
+        known = ", ".join(cat.prefixes()) or "none"
+        raise PackratError("no archive of %s in %s%s%s; archives found for: %s"
+                           % (prefix, ctx.backup_dir, " or on %s" % source if source else "", hint,
+                              known))
+    if day is None:
+        day = max(a.day for a in mine)
+    incremental = ctx.settings["FS_INCREMENTAL"]
+    chosen = catalog.pick(archives, prefix, day, incremental)
+    if not chosen:
+        oldest = min(a.day for a in mine)
+        raise PackratError("no archive of %s on or before %s (the oldest is of %s)"
+                           % (prefix, catalog.day_text(day), catalog.day_text(oldest)))
+    if incremental and not chosen[0].master:
+        hint = "" if source else "; if it is on a remote, add --from MODULE"
+        raise PackratError("%s is an incremental, and no master of %s dated on or before it is "
+                           "there to restore it from%s" % (chosen[0].names()[0], prefix, hint))
+    for archive in chosen:
+        missing = archive.missing_slices()
+        if missing:
+            raise PackratError("%s: slice %s is missing" % (archive.base, ", ".join(map(str, missing))))
+    return day, chosen
+
+
+def restore_target(ctx, target, dest, day, source, host, files, force, work=None):
+    host = host or ctx.hostname
+    prefix = catalog.target_prefix(host, target)
+    dest = os.path.abspath(dest)
+    _check_destination(dest, force)
+    wanted = [_relative(target, f) for f in files]
+    with catalog.gather(ctx, host, [source] if source else [], sizes=False, strict=True) as cat, \
+            work_dir(ctx, work) as tmp:
+        day, chosen = choose(ctx, cat, prefix, day, source)
+        places = [catalog.fetch(cat, a.names(), source, tmp) for a in chosen]
+        if not os.path.isdir(dest):
+            os.makedirs(dest, mode=0o700)
+        with catalog.dar_key(ctx.settings) as key:
+            for i, (archive, place) in enumerate(zip(chosen, places)):
+                log.verbose("%s restoring %s into %s" % (TAG, archive.base, dest))
+                args = ["-x", os.path.join(place, archive.base), "-R", dest, "-q"]
+                if i or force:
+                    args.append("-w")  # over the master: replace, and remove what was deleted
+                for path in wanted:
+                    args += ["-g", path]
+                catalog.dar(args, key)
+    absent = [p for p in wanted if not os.path.lexists(os.path.join(dest, p))]
+    if absent:
+        raise PackratError("not in the backup of %s as of %s: %s"
+                           % (target, catalog.day_text(day), ", ".join(absent)))
+    what = " + ".join("%s %s" % (a.kind, catalog.day_text(a.day)) for a in chosen)
+    log.info("Restored %s as of %s (%s) into %s" % (target, catalog.day_text(day), what, dest))
+    return 0
+
+
+# -- databases -------------------------------------------------------------------
+
+def is_encrypted(path):
+    """openssl enc output starts with "Salted__" (the salt header)."""
+    with open(path, "rb") as fh:
+        return fh.read(8) == b"Salted__"
+
+
+@contextlib.contextmanager
+def decode_stages(settings, path, cipher=None):
+    """(stages, pass_fds): the commands that turn a dump file back into SQL
+    on stdout: ``openssl enc -d`` when the file is encrypted (the key on an
+    inherited descriptor), then the decompressor of its suffix. The
+    commands are the dump module's own (pypackrat.dumps)."""
+    from pypackrat import dumps
+    decompress = dumps.decompress_argv(path)
+    if not is_encrypted(path):
+        yield [decompress + [path]], []
+        return
+    key = settings["ENCRYPTION_KEY"]
+    if not key:
+        raise PackratError("%s is encrypted, and ENCRYPTION_KEY is empty" % os.path.basename(path))
+    log.add_secret(key)
+    with execute.secret_fd(key) as fd:
+        decrypt = dumps.decrypt_argv(cipher or settings["DB_CIPHER"], "fd:%d" % fd)
+        yield [decrypt + ["-in", path], decompress], [fd]
+
+
+def find_dump(cat, engine, database, day):
+    from pypackrat import dumps
+    part = dumps.file_part(database)
+    mine = [d for d in cat.dumps() if d.engine == engine and d.db == part]
+    if not mine:
+        raise PackratError("no %s dump of %s (%s-%s-%s-DATE.sql.*) found"
+                           % (engine, database, cat.host, engine, part))
+    if day is not None:
+        before = [d for d in mine if d.day <= day]
+        if not before:
+            raise PackratError("no %s dump of %s on or before %s (the oldest is of %s)"
+                               % (engine, database, catalog.day_text(day),
+                                  catalog.day_text(min(d.day for d in mine))))
+        mine = before
+    return max(mine, key=lambda d: (d.day, d.name))
+
+
+def restore_database(ctx, engine, database, day, source, host, into, force, cipher=None,
+                     work=None):
+    from pypackrat import dumps
+    whole = dumps.file_part(database) in (dumps.ALL_NAME, dumps.GLOBALS_NAME)
+    if whole and into:
+        raise PackratError("a whole-server dump (%s) restores into the server as it is; "
+                           "--into is for one database" % database)
+    target = into or database
+    with catalog.gather(ctx, host, [source] if source else [], sizes=False, strict=True) as cat, \
+            work_dir(ctx, work) as tmp:
+        dump = find_dump(cat, engine, database, day)
+        place = catalog.fetch(cat, [dump.name], source, tmp)
+        path = os.path.join(place, dump.name)
+        with decode_stages(ctx.settings, path, cipher) as (stages, fds):
+            if engine == "mysql":
+                _mysql(ctx, stages, fds, target, whole, force)
+            else:
+                _postgresql(ctx, stages, fds, target, whole, force)
+    where = "the server" if whole else "database %s" % target
+    log.info("Restored %s into %s" % (dump.name, where))
+    return 0
+
+
+def _sql_literal(text):
+    return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _check_name(name):
+    if not name or "\0" in name or "\n" in name or name != name.strip():
+        raise PackratError("%r is not a database name packrat can restore into" % name)
+
+
+def _mysql(ctx, stages, fds, target, whole, force):
+    from pypackrat.modules import mysql
+    with mysql.connection(ctx.settings) as conn:
+        if not whole:
+            _check_name(target)
+            query = ("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s"
+                     % _sql_literal(target))
+            found = execute.run(["mysql"] + conn + ["-N", "-B", "-e", query], changes=False)
+            exists = bool(found and found.out.strip())
+            if exists and not force:
+                raise PackratError("database %s exists: restore beside it with --into NAME, or "
+                                   "replace it with --force" % target)
+            if exists:
+                log.verbose("%s dropping database %s" % (TAG, target))
+                execute.run(["mysqladmin"] + conn + ["-f", "drop", target])
+            log.verbose("%s creating database %s" % (TAG, target))
+            execute.run(["mysqladmin"] + conn + ["create", target])
+        load = ["mysql"] + conn + ([] if whole else [target])
+        log.verbose("%s loading into %s" % (TAG, "the server" if whole else target))
+        try:
+            execute.pipeline(stages + [load], os.devnull, pass_fds=fds)
+        except execute.CommandFailed as exc:
+            raise PackratError("restore into %s failed (it may be partly restored): %s"
+                               % ("the server" if whole else "database %s" % target, exc)) from None
+
+
+def _postgresql(ctx, stages, fds, target, whole, force):
+    from pypackrat.modules import postgresql
+    with postgresql.connection(ctx.settings) as (env, conn):
+        psql = ["psql", "-X", "-q"] + conn
+        if whole:
+            # pg_dumpall output connects to each database itself; the roles
+            # it creates may exist already (the one we connect as does)
+            load = psql + ["-d", "postgres"]
+            results = _load(stages + [load], env, fds, "the server")
+            errors = [l for l in results[-1].err.splitlines() if "ERROR:" in l]
+            bad = [l for l in errors if not ("role" in l and "already exists" in l)]
+            for line in errors:
+                log.verbose("%s psql: %s" % (TAG, line))
+            if bad:
+                raise PackratError("psql reported %d error(s) restoring the server: %s"
+                                   % (len(bad), " / ".join(bad[:3])))
+            return
+        _check_name(target)
+        found = execute.run(psql + ["-d", "postgres", "-A", "-t", "-v", "name=" + target],
+                            env=env, stdin=b"SELECT 1 FROM pg_database WHERE datname = :'name';\n",
+                            changes=False)
+        exists = bool(found and found.out.strip())
+        if exists and not force:
+            raise PackratError("database %s exists: restore beside it with --into NAME, or "
+                               "replace it with --force" % target)
+        if exists:
+            log.verbose("%s dropping database %s" % (TAG, target))
+            execute.run(["dropdb"] + conn + [target], env=env)
+        log.verbose("%s creating database %s" % (TAG, target))
+        execute.run(["createdb"] + conn + [target], env=env)
+        load = psql + ["-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", target]
+        _load(stages + [load], env, fds, "database %s" % target)
+
+
+def _load(stages, env, fds, what):
+    log.verbose("%s loading into %s" % (TAG, what))
+    try:
+        return execute.pipeline(stages, os.devnull, env=env, pass_fds=fds)
+    except execute.CommandFailed as exc:
+        raise PackratError("restore into %s failed: %s" % (what, exc)) from None
