@@ -15,3 +15,12 @@ class ConfigError(PackratError):
 
 class LockedError(PackratError):
     """Another run holds the lock."""
+
+
+class PartialFailure(PackratError):
+    """Some of a module's archives failed; ``made`` holds the final paths of
+    those that were made (they are still uploaded)."""
+
+    def __init__(self, message, made):
+        super().__init__(message)
+        self.made = list(made)

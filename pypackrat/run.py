@@ -139,10 +139,12 @@ def files_of_date(ctx, date):
 
 
 def _step(errors, what, function, *args):
+    result = None
     try:
         return function(*args)
     except PackratError as exc:
         message = str(exc)
+        result = getattr(exc, "made", None)  # PartialFailure: what was made is still uploaded
     except Exception as exc:  # a bug or an unexpected library error: one line, not a traceback
         message = "%s: %s: %s" % (what, type(exc).__name__, exc)
         if os.environ.get("PACKRAT_DEBUG"):
@@ -151,7 +153,7 @@ def _step(errors, what, function, *args):
     message = log.mask(message)
     log.error(message)
     errors.append(message)
-    return None
+    return result
 
 
 def nightly(ctx):
