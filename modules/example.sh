@@ -90,7 +90,7 @@ mod_example_upload() {
     [ -n "$EXAMPLE_UPLOAD_DIR" ] || diemail "example_upload: EXAMPLE_UPLOAD_DIR is empty in packrat.conf"
     [ -d "$EXAMPLE_UPLOAD_DIR" ] || diemail "example_upload: $EXAMPLE_UPLOAD_DIR is not a directory"
     for f in $NEW_BACKUPS; do
-        name=$(basename "$f")
+        name=${f##*/}
         verbose "[EXAMPLE_UPLOAD] uploading $name"
         # Copy under a temporary name, check, then rename: the remote never
         # holds a torn file under the final name.
@@ -109,7 +109,7 @@ list_example_upload() {
     [ -d "$EXAMPLE_UPLOAD_DIR" ] || die "example_upload: $EXAMPLE_UPLOAD_DIR is not a directory"
     local f
     for f in "$EXAMPLE_UPLOAD_DIR"/*; do
-        [ -f "$f" ] && basename "$f"
+        [ -f "$f" ] && echo "${f##*/}"
     done
     return 0
 }
