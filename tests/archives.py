@@ -6,6 +6,10 @@ import shutil
 import stat
 import subprocess
 
+import pytest
+
+HOST = "testhost"
+KEY = "cost'anza \"key\" \\ $x"  # quotes, backslash, space, dollar: the DCF must carry them
 WEEK = ["20240107", "20240108", "20240109", "20240110", "20240111", "20240112", "20240113"]
 # 20240107 is a Sunday: the master day of FS_MASTER_DAY=Sun
 
@@ -115,3 +119,41 @@ def flip_byte(path, offset=None):
         byte = fh.read(1)
         fh.seek(at)
         fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+_made = {}
+
+
+def make_week(tmp_path_factory, key, days=7):
+    """A week of the original's runs over a small tree, 20 KiB slices, made
+    once per session (an encrypted dar archive costs a key derivation).
+    Tests copy the archives (use()) and must leave the source tree as it is."""
+    if (key, days) in _made:
+        return _made[(key, days)]
+    top = tmp_path_factory.mktemp("week")
+    src, archives = str(top / "data" / "sites"), str(top / "archives")
+    os.makedirs(src)
+    os.makedirs(archives)
+    snaps = original_week(archives, src, HOST, key=key, slice_size="20k", days=days)
+    _made[(key, days)] = archives, src, snaps
+    return _made[(key, days)]
+
+
+@pytest.fixture(scope="module")
+def plain_week(tmp_path_factory):
+    return make_week(tmp_path_factory, None)
+
+
+@pytest.fixture(scope="module")
+def blowfish_week(tmp_path_factory):
+    return make_week(tmp_path_factory, KEY, days=3)
+
+
+def use(penv, made, key=None):
+    archives, src, snaps = made
+    for name in os.listdir(archives):
+        shutil.copy(os.path.join(archives, name), penv.backup_dir / name)
+    penv.settings.update(ENCRYPTION_KEY=key or "", FS_TARGETS=[src])
+    return src, snaps
+
+

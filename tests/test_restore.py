@@ -5,39 +5,8 @@ import shutil
 
 import pytest
 
-from tests.archives import WEEK, archive_prefix, original_week, snapshot
-
-HOST = "testhost"
-KEY = "cost'anza \"key\" \\ $x"  # quotes, backslash, space, dollar: the DCF must carry them
-
-
-def make_week(tmp_path_factory, key, days=7):
-    """A week of the original's runs over a small tree, 20 KiB slices (made
-    once per module: an encrypted dar archive costs a key derivation)."""
-    top = tmp_path_factory.mktemp("week")
-    src, archives = str(top / "data" / "sites"), str(top / "archives")
-    os.makedirs(src)
-    os.makedirs(archives)
-    snaps = original_week(archives, src, HOST, key=key, slice_size="20k", days=days)
-    return archives, src, snaps
-
-
-@pytest.fixture(scope="module")
-def plain_week(tmp_path_factory):
-    return make_week(tmp_path_factory, None)
-
-
-@pytest.fixture(scope="module")
-def blowfish_week(tmp_path_factory):
-    return make_week(tmp_path_factory, KEY, days=3)
-
-
-def use(penv, made, key=None):
-    archives, src, snaps = made
-    for name in os.listdir(archives):
-        shutil.copy(os.path.join(archives, name), penv.backup_dir / name)
-    penv.settings.update(ENCRYPTION_KEY=key or "", FS_TARGETS=[src])
-    return src, snaps
+from tests.archives import HOST, KEY, WEEK, archive_prefix, snapshot
+from tests.archives import blowfish_week, plain_week, use  # noqa: F401
 
 
 @pytest.fixture

@@ -1,0 +1,345 @@
+"""``packrat verify``: test the archives of the newest run (or of a date).
+
+- every filesystem archive of that day is tested with ``dar -t`` (with the
+  key, through a DCF file), and so is the master it depends on: a missing
+  master or slice is a failure;
+- every dump of that day is decrypted and decompressed in full (to
+  /dev/null), every process's exit status checked;
+- the copy of each of those files on every upload module's remote is
+  compared with the local file by size, and by checksum where the remote
+  gives one;
+- with ``--sample N``, N random files of each target are restored to a
+  temporary directory and compared with the live files: a difference in a
+  file that has not changed since the backup is a failure; files changed or
+  deleted since are reported.
+
+A file of the run that is no longer in BACKUP_DIR is fetched from a remote
+that has it and tested there. Any failure: the names of the bad files on
+stderr, the failure mail to ADMIN_EMAIL (as a nightly run sends it), exit 1.
+"""
+import argparse
+import filecmp
+import os
+import random
+import tempfile
+
+from pypackrat import catalog, execute, log, mail, retention, transfer
+from pypackrat.errors import PackratError
+from pypackrat.restore import decode_stages, work_dir
+
+TAG = "[VERIFY]"
+
+EXAMPLES = """\
+examples:
+  packrat verify                    the newest run, local and remote copies
+  packrat verify -d 20240214        the archives of 14 February 2024
+  packrat verify --sample 20        also restore 20 random files per target
+                                    and compare them with the live files
+  packrat verify --local            skip the remote copies
+cron (after the nightly run; a failure mails ADMIN_EMAIL):
+  30 5 * * *  root  /usr/bin/packrat verify --sample 10 >/dev/null
+"""
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="packrat verify",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Test every archive and dump of the newest run (or of --date): dar -t "
+                    "over each archive and its master, a full decrypt and decompress of each "
+                    "dump, and the remote copies against the local ones (size, checksum). "
+                    "Exit 0 when all is good; otherwise the bad files on stderr, the failure "
+                    "mail, exit 1.",
+        epilog=EXAMPLES)
+    p.add_argument("-d", "--date", metavar="YYYYMMDD", help="the run to verify (default: the newest)")
+    p.add_argument("--sample", type=int, default=0, metavar="N",
+                   help="restore N random files of each target and compare with the live files")
+    p.add_argument("--local", action="store_true", help="do not look at the remotes")
+    p.add_argument("--host", metavar="NAME", help="archives named after this host (default: HOSTNAME)")
+    p.add_argument("--cipher", choices=("aes-256-cbc", "blowfish"),
+                   help="cipher of encrypted dumps (default: DB_CIPHER)")
+    p.add_argument("--work-dir", metavar="DIR",
+                   help="where fetched files and samples go (default: BACKUP_DIR)")
+    return p
+
+
+class Verifier:
+    def __init__(self, ctx, cat, a, tmp):
+        self.ctx, self.cat, self.a, self.tmp = ctx, cat, a, tmp
+        self.failures = []
+        self.notes = []
+        self.checked = {"archives": 0, "dumps": 0, "copies": 0}
+        self.fetched = {}  # name -> path of a copy fetched from a remote
+        self.day = None
+
+    def fail(self, message):
+        message = log.mask(message)
+        self.failures.append(message)
+        log.verbose("%s FAILED %s" % (TAG, message))
+
+    def ok(self, message):
+        log.verbose("%s ok %s" % (TAG, message))
+
+    # -- files ---------------------------------------------------------------
+    def path_of(self, name):
+        """A readable path of ``name``: BACKUP_DIR, or fetched from a remote."""
+        local = self.cat.local_path(name)
+        if local:
+            return local
+        if name in self.fetched:
+            return self.fetched[name]
+        for location in self.cat.where(name):
+            remote = self.cat.remotes.get(location)
+            if remote is None:
+                continue
+            dest = os.path.join(self.tmp, name)
+            log.verbose("%s %s is not in BACKUP_DIR: fetching it from %s" % (TAG, name, location))
+            try:
+                transfer.download(remote, name, dest)
+            except PackratError as exc:
+                self.fail("%s: cannot fetch it from %s: %s" % (name, location, exc))
+                return None
+            self.fetched[name] = dest
+            return dest
+        return None
+
+    def archive_dir(self, archive):
+        paths = [self.path_of(n) for n in archive.names()]
+        if None in paths:
+            return None
+        dirs = {os.path.dirname(p) for p in paths}
+        if len(dirs) == 1:
+            return dirs.pop()
+        for name, path in zip(archive.names(), paths):  # some local, some fetched
+            link = os.path.join(self.tmp, name)
+            if not os.path.lexists(link):
+                os.symlink(os.path.abspath(path), link)
+        return self.tmp
+
+    # -- filesystem ------------------------------------------------------------
+    def chains(self, day):
+        """(archive, master or None) for every archive dated ``day``; a
+        missing master is a failure."""
+        archives = self.cat.archives()
+        incremental = self.ctx.settings["FS_INCREMENTAL"]
+        masters = [a for a in archives.values() if a.master]
+        out = []
+        for archive in sorted(archives.values(), key=lambda a: a.base):
+            if archive.day != day:
+                continue
+            master = None
+            if not archive.master and incremental:
+                master = retention.master_of(archive, masters)
+                if master is None:
+                    self.fail("%s: its master is missing: no %s-DATE.master.N.dar dated on or "
+                              "before %s, here or on any remote; this incremental cannot be "
+                              "restored" % (archive.names()[0], archive.prefix,
+                                            catalog.day_text(archive.day)))
+            out.append((archive, master))
+        return out
+
+    def test_archive(self, archive, key, tested):
+        if archive.base in tested:
+            return tested[archive.base]
+        tested[archive.base] = False
+        missing = archive.missing_slices()
+        if missing:
+            self.fail("%s: slice %s is missing" % (archive.base, ", ".join(map(str, missing))))
+            return False
+        place = self.archive_dir(archive)
+        if place is None:
+            self.fail("%s: not readable in BACKUP_DIR nor on a remote" % archive.base)
+            return False
+        log.verbose("%s testing %s (%d slice%s)" % (TAG, archive.base, len(archive.slices),
+                                                    "s" if len(archive.slices) > 1 else ""))
+        try:
+            catalog.dar(["-t", os.path.join(place, archive.base), "-q"], key)
+        except PackratError as exc:
+            self.fail("%s (%s): %s" % (archive.base, ", ".join(archive.names()), exc))
+            return False
+        self.checked["archives"] += 1
+        tested[archive.base] = True
+        self.ok(archive.base)
+        return True
+
+    # -- dumps -----------------------------------------------------------------
+    def test_dump(self, dump):
+        path = self.path_of(dump.name)
+        if path is None:
+            self.fail("%s: not readable in BACKUP_DIR nor on a remote" % dump.name)
+            return
+        log.verbose("%s decoding %s" % (TAG, dump.name))
+        try:
+            with decode_stages(self.ctx.settings, path, self.a.cipher) as (stages, fds):
+                execute.pipeline(stages, os.devnull, pass_fds=fds)
+        except PackratError as exc:
+            self.fail("%s: %s" % (dump.name, exc))
+            return
+        self.checked["dumps"] += 1
+        self.ok(dump.name)
+
+    # -- remote copies ------------------------------------------------------------
+    def compare_copies(self, names):
+        for location, remote in self.cat.remotes.items():
+            for name in names:
+                local = self.cat.local_path(name)
+                if local is None:
+                    continue
+                local_size = self.cat.size(name, catalog.LOCAL)
+                if location not in self.cat.files.get(name, {}):
+                    self.fail("%s: not on %s (%s)" % (name, location, remote.describe()))
+                    continue
+                remote_size = self.cat.size(name, location)
+                if remote_size != local_size:
+                    self.fail("%s: the copy on %s has %s bytes, the local file %d"
+                              % (name, location, remote_size, local_size))
+                    continue
+                try:
+                    digest = remote.checksum(name)
+                except Exception as exc:
+                    self.fail("%s: cannot get its checksum on %s: %s" % (name, location, exc))
+                    continue
+                if digest:
+                    algorithm, value = digest
+                    if transfer.file_digest(local, algorithm) != value:
+                        self.fail("%s: the copy on %s differs from the local file (%s)"
+                                  % (name, location, algorithm))
+                        continue
+                self.checked["copies"] += 1
+                self.ok("%s on %s" % (name, location))
+
+    # -- samples ---------------------------------------------------------------
+    def sample(self, prefix, chain, target, key, count):
+        """Restore ``count`` random files of the newest archive of ``chain``
+        and compare them with the live ones under ``target``."""
+        newest = chain[-1]
+        places = [self.archive_dir(a) for a in chain]
+        if None in places:
+            return
+        files = self.files_in(newest, places[-1], key)
+        if not files:
+            return
+        picked = random.sample(files, min(count, len(files)))
+        out = tempfile.mkdtemp(prefix="sample-", dir=self.tmp)
+        log.verbose("%s restoring %d sample file(s) of %s" % (TAG, len(picked), target))
+        try:
+            for i, (archive, place) in enumerate(zip(chain, places)):
+                args = ["-x", os.path.join(place, archive.base), "-R", out, "-q"]
+                if i:
+                    args.append("-w")
+                for rel in picked:
+                    args += ["-g", rel]
+                catalog.dar(args, key)
+        except PackratError as exc:
+            self.fail("%s: restoring sample files failed: %s" % (newest.base, exc))
+            return
+        for rel in sorted(picked):
+            restored, live = os.path.join(out, rel), os.path.join(target, rel)
+            if not os.path.lexists(restored):
+                self.fail("%s: %s is in the archive but did not restore" % (newest.base, rel))
+                continue
+            if not os.path.lexists(live):
+                self.notes.append("%s: deleted since the backup" % live)
+                continue
+            if os.path.isfile(live) and filecmp.cmp(restored, live, shallow=False):
+                self.ok("sample %s" % live)
+                continue
+            if int(os.lstat(live).st_mtime) != int(os.lstat(restored).st_mtime):
+                self.notes.append("%s: changed since the backup" % live)
+            else:
+                self.fail("%s: the copy restored from %s differs from the live file, which has "
+                          "not changed since the backup" % (live, newest.base))
+
+    def files_in(self, archive, place, key):
+        """Relative paths of the plain files an archive's catalogue holds
+        (saved or referenced to its master, not deleted)."""
+        import xml.etree.ElementTree as ET
+        listing = os.path.join(self.tmp, archive.base + ".xml")
+        try:
+            catalog.dar(["-l", os.path.join(place, archive.base), "-Txml"], key, stdout=listing,
+                        changes=False)
+        except PackratError as exc:
+            self.fail("%s: cannot list it: %s" % (archive.base, exc))
+            return []
+        files, stack = [], []
+        for event, element in ET.iterparse(listing, events=("start", "end")):
+            if element.tag not in ("Directory", "File"):
+                continue
+            if event == "start":
+                stack.append(element.get("name"))
+                continue
+            if element.tag == "File":
+                attributes = element.find("Attributes")
+                if attributes is not None and attributes.get("data") in ("saved", "referenced"):
+                    files.append("/".join(stack))
+            stack.pop()
+            element.clear()
+        os.unlink(listing)
+        return files
+
+
+def main(ctx, args):
+    a = parser().parse_args(args)
+    if a.sample < 0:
+        raise PackratError("--sample needs a number of files, 0 or more")
+    day = catalog.parse_date(a.date) if a.date else None
+    remotes = [] if a.local else list(ctx.settings["UPLOAD_MODULES"])
+    with catalog.gather(ctx, a.host, remotes, sizes=True) as cat, work_dir(ctx, a.work_dir) as tmp:
+        v = Verifier(ctx, cat, a, tmp)
+        for message in cat.errors:
+            v.fail(message)
+        try:
+            run(ctx, cat, v, day, a)
+        except PackratError as exc:
+            v.fail(str(exc))
+    return report(ctx, v.failures, v.notes, v.checked, v.day)
+
+
+def run(ctx, cat, v, day, a):
+    if day is None:
+        day = cat.newest_day(catalog.LOCAL) or cat.newest_day()
+        if day is None:
+            raise PackratError("nothing to verify: no archive or dump of %s in %s%s"
+                               % (cat.host, ctx.backup_dir,
+                                  " nor on " + ", ".join(cat.remotes) if cat.remotes else ""))
+    v.day = day
+    log.verbose("%s the run of %s" % (TAG, catalog.day_text(day)))
+    chains = v.chains(day)
+    dumps = [d for d in cat.dumps() if d.day == day]
+    if not chains and not dumps and not v.failures:
+        raise PackratError("nothing to verify: no archive or dump dated %s" % catalog.day_text(day))
+    names = []
+    targets = {catalog.target_prefix(cat.host, t): t for t in ctx.settings["FS_TARGETS"]}
+    with catalog.dar_key(ctx.settings) as key:
+        tested = {}
+        for archive, master in chains:
+            good = all([v.test_archive(x, key, tested) for x in (master, archive) if x is not None])
+            names += (master.names() if master else []) + archive.names()
+            target = targets.get(archive.prefix)
+            if good and a.sample and target and os.path.isdir(target):
+                v.sample(archive.prefix, [x for x in (master, archive) if x is not None], target,
+                         key, a.sample)
+        for dump in dumps:
+            v.test_dump(dump)
+            names.append(dump.name)
+    v.compare_copies(sorted(set(names)))
+
+
+def report(ctx, failures, notes, checked=None, day=None):
+    for note in notes:
+        log.info("%s %s" % (TAG, note))
+    if failures:
+        lines = ["packrat verify%s: %d problem(s):" % (
+            " of the run of %s" % catalog.day_text(day) if day else "", len(failures))]
+        lines += failures
+        log.error(lines[0])
+        for line in failures:
+            log.error("  " + line)
+        mail.failure(ctx.settings, lines)
+        return 1
+    checked = checked or {}
+    log.info("verify %s: all good: %d archive(s) tested, %d dump(s) decoded, %d remote "
+             "cop%s compared" % (catalog.day_text(day), checked.get("archives", 0),
+                                 checked.get("dumps", 0), checked.get("copies", 0),
+                                 "y" if checked.get("copies", 0) == 1 else "ies"))
+    return 0
