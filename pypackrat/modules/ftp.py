@@ -1,0 +1,204 @@
+"""Upload module ``ftp``: the archives go to ``FTP_DIR`` on ``FTP_HOST`` over
+FTP in passive mode, or over explicit FTPS with FTP_TLS=yes (AUTH TLS, then
+an encrypted data channel too; the server's certificate is checked against
+the system's CAs or FTP_CA_FILE, and its name against FTP_HOST).
+
+One control connection per run serves every upload (each file is sent under
+a temporary name, its size checked with SIZE, then renamed), the listing
+(MLSD, or NLST on servers without it) and every delete. The session is made
+by ftputil's session factory with an explicit path encoding (UTF-8).
+"""
+import os
+
+from pypackrat import log
+from pypackrat.errors import PackratError
+from pypackrat.transfer import Remote as BaseRemote
+
+ENCODING = "utf-8"
+BLOCK = 1 << 20
+TIMEOUT = 120
+
+
+def check(settings):
+    where = lambda key: settings.origin.get(key, settings.path)  # noqa: E731
+    problems = []
+    if not settings["FTP_HOST"]:
+        problems.append("%s: FTP_HOST is empty, but the ftp upload module is enabled" % where("FTP_HOST"))
+    if not settings["FTP_USER"]:
+        problems.append("%s: FTP_USER is empty, but the ftp upload module is enabled" % where("FTP_USER"))
+    ca = settings.get("FTP_CA_FILE") or ""
+    if ca and not os.path.isfile(ca):
+        problems.append("%s: FTP_CA_FILE=%s: no such file" % (where("FTP_CA_FILE"), ca))
+    return problems
+
+
+def _session_factory(tls, ca_file, port):
+    import ftplib
+    import ssl
+    import warnings
+    with warnings.catch_warnings():  # the 6.0 default-encoding notice: we pass one explicitly
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ftputil.session
+
+    if tls:
+        context = ssl.create_default_context(cafile=ca_file or None)
+
+        class Base(ftplib.FTP_TLS):
+            def __init__(self, *args, **kw):
+                kw.setdefault("context", context)
+                kw.setdefault("timeout", TIMEOUT)
+                super().__init__(*args, **kw)
+
+            def ntransfercmd(self, cmd, rest=None):
+                # the data connection resumes the control connection's TLS
+                # session (vsftpd's require_ssl_reuse, on by default, wants it)
+                conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+                if self._prot_p:
+                    conn = self.context.wrap_socket(conn, server_hostname=self.host,
+                                                    session=self.sock.session)
+                return conn, size
+    else:
+        class Base(ftplib.FTP):
+            def __init__(self, *args, **kw):
+                kw.setdefault("timeout", TIMEOUT)
+                super().__init__(*args, **kw)
+
+    return ftputil.session.session_factory(base_class=Base, port=port, use_passive_mode=True,
+                                           encrypt_data_channel=True, encoding=ENCODING)
+
+
+class Remote(BaseRemote):
+    name = "ftp"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        s = self.settings
+        self.host, self.port = s["FTP_HOST"], int(s["FTP_PORT"])
+        self.user, self.password = s["FTP_USER"], s["FTP_PASS"]
+        self.directory = s["FTP_DIR"]
+        self.tls = bool(s["FTP_TLS"])
+        self.ca_file = s.get("FTP_CA_FILE") or ""
+        self.session = None
+        self._mlsd = None
+
+    def describe(self):
+        return "%s %s@%s:%d %s" % ("ftps" if self.tls else "ftp", self.user, self.host, self.port,
+                                   self.directory or "(login directory)")
+
+    @property
+    def transient(self):
+        import ftplib
+        return (OSError, EOFError, ftplib.error_temp, ftplib.error_reply, ftplib.error_proto)
+
+    # -- connection -----------------------------------------------------------
+    def open(self):
+        import ftplib
+        import ssl
+
+        self.close()
+        factory = _session_factory(self.tls, self.ca_file, self.port)
+        try:
+            session = factory(self.host, self.user, self.password)
+        except ftplib.error_perm as exc:
+            raise PackratError("%s: login refused: %s" % (self.describe(), exc))
+        except ssl.SSLCertVerificationError as exc:
+            raise PackratError("%s: the server's TLS certificate is not trusted (%s); set FTP_CA_FILE to "
+                               "its CA certificate (or the server's own, if self-signed)"
+                               % (self.describe(), exc.verify_message or exc))
+        except ssl.SSLError as exc:
+            raise PackratError("%s: TLS failed: %s" % (self.describe(), exc))
+        try:
+            session.voidcmd("TYPE I")
+            if self.directory:
+                session.cwd(self.directory)
+        except ftplib.error_perm as exc:
+            session.close()
+            raise PackratError("%s: cannot use the directory %s: %s" % (self.describe(), self.directory, exc))
+        self.session = session
+
+    def close(self):
+        if self.session is not None:
+            try:
+                self.session.quit()
+            except Exception:
+                try:
+                    self.session.close()
+                except Exception:
+                    pass
+        self.session = None
+
+    def _conn(self):
+        if self.session is None:
+            self.open()
+        return self.session
+
+    # -- data ---------------------------------------------------------------------
+    def put(self, local_path, remote_name, progress=None):
+        session = self._conn()
+        done = [0]
+
+        def sent(block):
+            done[0] += len(block)
+            if progress:
+                progress(done[0])
+
+        with open(local_path, "rb") as fh:
+            session.storbinary("STOR " + remote_name, fh, blocksize=BLOCK, callback=sent)
+
+    def get(self, remote_name, local_path, progress=None):
+        session = self._conn()
+        done = [0]
+        with open(local_path, "wb") as fh:
+            def got(block):
+                fh.write(block)
+                done[0] += len(block)
+                if progress:
+                    progress(done[0])
+            session.retrbinary("RETR " + remote_name, got, blocksize=BLOCK)
+
+    def rename(self, old, new):
+        import ftplib
+        session = self._conn()
+        try:
+            session.rename(old, new)
+        except ftplib.error_perm:
+            # a server that will not rename over an existing file
+            if self.size(new) is None:
+                raise
+            session.delete(new)
+            session.rename(old, new)
+
+    def size(self, remote_name):
+        import ftplib
+        try:
+            return self._conn().size(remote_name)
+        except ftplib.error_perm:  # 550: no such file
+            return None
+
+    def list(self):
+        import ftplib
+        session = self._conn()
+        if self._mlsd is not False:
+            try:
+                names = [name for name, facts in session.mlsd(facts=["type"])
+                         if facts.get("type", "").lower() == "file"]
+                self._mlsd = True
+                return sorted(names)
+            except ftplib.error_perm:  # 500/502: no MLSD here
+                self._mlsd = False
+        try:
+            return sorted(os.path.basename(n) for n in session.nlst())
+        except ftplib.error_perm as exc:  # some servers answer 550 for an empty directory
+            if str(exc).startswith("550"):
+                return []
+            raise
+
+    def delete(self, remote_name):
+        import ftplib
+        try:
+            self._conn().delete(remote_name)
+        except ftplib.error_perm as exc:
+            if str(exc).startswith("550") and self.size(remote_name) is None:
+                log.verbose("%s: %s was already gone" % (self.describe(), remote_name))
+                return
+            raise

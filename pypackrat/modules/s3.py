@@ -1,0 +1,239 @@
+"""Upload module ``s3``: each archive becomes the object ``NAME`` in
+S3_BUCKET (``bucket`` or ``bucket/prefix``), on AWS or any S3-compatible
+store (S3_ENDPOINT_URL: MinIO, Ceph, Backblaze B2, ...).
+
+Credentials: S3_ACCESS_KEY and S3_SECRET_KEY, or, both empty, the standard
+AWS chain (environment, ~/.aws, instance role). An object appears whole or
+not at all, so there is no temporary name (``atomic_put``). Large files go
+up in parts (boto3's TransferConfig), with a part size that keeps any file
+under S3's 10,000 parts. Listings are paginated; a purge deletes 1,000 keys
+a request. The size of every upload is checked, and its MD5 where S3's ETag
+is one (a single-part upload without KMS).
+"""
+import math
+import os
+import re
+
+from pypackrat import log
+from pypackrat.errors import PackratError
+from pypackrat.transfer import Remote as BaseRemote
+
+MiB = 1 << 20
+MULTIPART_THRESHOLD = 64 * MiB
+MIN_PART = 16 * MiB
+MAX_PARTS = 10000
+BATCH = 1000  # keys per DeleteObjects request
+STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+                   "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE")
+
+
+def split_bucket(value):
+    bucket, _, prefix = value.strip("/").partition("/")
+    prefix = prefix.strip("/")
+    return bucket, (prefix + "/" if prefix else "")
+
+
+def part_size(size):
+    """A part size (whole MiB, at least 16 MiB) that keeps ``size`` bytes
+    under 10,000 parts, with room to spare."""
+    need = math.ceil(size / (MAX_PARTS - 100) / MiB) * MiB
+    return max(MIN_PART, need)
+
+
+def check(settings):
+    where = lambda key: settings.origin.get(key, settings.path)  # noqa: E731
+    problems = []
+    bucket, _ = split_bucket(settings["S3_BUCKET"])
+    if not bucket:
+        problems.append("%s: S3_BUCKET is empty, but the s3 upload module is enabled" % where("S3_BUCKET"))
+    elif not re.fullmatch(r"[a-z0-9][a-z0-9.\-_]{1,254}", bucket):
+        problems.append("%s: S3_BUCKET=%s: %r is not a bucket name (3 or more of a-z 0-9 . -)"
+                        % (where("S3_BUCKET"), settings["S3_BUCKET"], bucket))
+    if bool(settings["S3_ACCESS_KEY"]) != bool(settings["S3_SECRET_KEY"]):
+        problems.append("%s: S3_ACCESS_KEY and S3_SECRET_KEY go together: set both, or neither "
+                        "(then the AWS credential chain is used)" % where("S3_ACCESS_KEY"))
+    storage = settings["S3_STORAGE_CLASS"]
+    if storage and storage not in STORAGE_CLASSES:
+        problems.append("%s: S3_STORAGE_CLASS=%s: not one of %s"
+                        % (where("S3_STORAGE_CLASS"), storage, ", ".join(STORAGE_CLASSES)))
+    sse = settings["S3_SSE"]
+    if sse and not (sse == "AES256" or sse == "aws:kms" or sse.startswith("aws:kms:")):
+        problems.append("%s: S3_SSE=%s: use AES256, aws:kms, or aws:kms:KEY-ID"
+                        % (where("S3_SSE"), sse))
+    endpoint = settings["S3_ENDPOINT_URL"]
+    if endpoint and not re.match(r"https?://", endpoint):
+        problems.append("%s: S3_ENDPOINT_URL=%s: must start with https:// or http://"
+                        % (where("S3_ENDPOINT_URL"), endpoint))
+    return problems
+
+
+class Remote(BaseRemote):
+    name = "s3"
+    atomic_put = True
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        s = self.settings
+        self.bucket, self.prefix = split_bucket(s["S3_BUCKET"])
+        self.endpoint = s["S3_ENDPOINT_URL"] or None
+        self.region = s["S3_REGION"] or None
+        self.storage_class = s["S3_STORAGE_CLASS"]
+        self.sse = s["S3_SSE"]
+        self.client = None
+
+    def describe(self):
+        where = " at %s" % self.endpoint if self.endpoint else ""
+        return "s3://%s/%s%s" % (self.bucket, self.prefix, where)
+
+    @property
+    def transient(self):
+        import boto3.exceptions
+        import botocore.exceptions as be
+        return (OSError, EOFError, be.ConnectionError, be.HTTPClientError, be.IncompleteReadError,
+                be.ResponseStreamingError, boto3.exceptions.S3UploadFailedError)
+
+    def _key(self, name):
+        return self.prefix + name
+
+    # -- connection -----------------------------------------------------------
+    def open(self):
+        import boto3
+        import botocore.config
+        import botocore.exceptions as be
+
+        s = self.settings
+        session = boto3.session.Session(
+            aws_access_key_id=s["S3_ACCESS_KEY"] or None,
+            aws_secret_access_key=s["S3_SECRET_KEY"] or None,
+            region_name=self.region)
+        config = botocore.config.Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=30, read_timeout=120, max_pool_connections=10)
+        self.client = session.client("s3", endpoint_url=self.endpoint, config=config)
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except be.NoCredentialsError:
+            raise PackratError("%s: no AWS credentials: set S3_ACCESS_KEY and S3_SECRET_KEY, or give "
+                               "this host credentials of the standard chain (~/.aws, environment, role)"
+                               % self.describe())
+        except be.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise PackratError("%s: access denied to the bucket (%s): check S3_ACCESS_KEY and "
+                                   "S3_SECRET_KEY and the bucket's policy" % (self.describe(), code))
+            if code in ("404", "NoSuchBucket"):
+                raise PackratError("%s: no bucket named %s" % (self.describe(), self.bucket))
+            if code.startswith("5"):
+                raise ConnectionError("%s: %s" % (code, exc))
+            raise PackratError("%s: %s" % (self.describe(), exc))
+
+    def close(self):
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:
+                pass
+        self.client = None
+
+    def _conn(self):
+        if self.client is None:
+            self.open()
+        return self.client
+
+    # -- data ---------------------------------------------------------------------
+    def _extra(self):
+        extra = {}
+        if self.storage_class:
+            extra["StorageClass"] = self.storage_class
+        if self.sse.startswith("aws:kms:"):
+            extra["ServerSideEncryption"] = "aws:kms"
+            extra["SSEKMSKeyId"] = self.sse[len("aws:kms:"):]
+        elif self.sse:
+            extra["ServerSideEncryption"] = self.sse
+        return extra
+
+    def transfer_config(self, size):
+        from boto3.s3.transfer import TransferConfig
+        return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                              multipart_chunksize=part_size(size), max_concurrency=8)
+
+    def put(self, local_path, remote_name, progress=None):
+        client = self._conn()
+        size = os.path.getsize(local_path)
+        done = [0]
+
+        def sent(n):
+            done[0] += n
+            if progress:
+                progress(done[0])
+
+        client.upload_file(local_path, self.bucket, self._key(remote_name), ExtraArgs=self._extra(),
+                           Config=self.transfer_config(size), Callback=sent)
+
+    def get(self, remote_name, local_path, progress=None):
+        done = [0]
+
+        def got(n):
+            done[0] += n
+            if progress:
+                progress(done[0])
+
+        self._conn().download_file(self.bucket, self._key(remote_name), local_path, Callback=got)
+
+    def rename(self, old, new):
+        client = self._conn()
+        client.copy({"Bucket": self.bucket, "Key": self._key(old)}, self.bucket, self._key(new),
+                    ExtraArgs=self._extra())
+        client.delete_object(Bucket=self.bucket, Key=self._key(old))
+
+    def _head(self, remote_name):
+        import botocore.exceptions as be
+        try:
+            return self._conn().head_object(Bucket=self.bucket, Key=self._key(remote_name))
+        except be.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def size(self, remote_name):
+        head = self._head(remote_name)
+        return None if head is None else int(head["ContentLength"])
+
+    def checksum(self, remote_name):
+        """The MD5 where the ETag is one: a single-part upload, not KMS."""
+        head = self._head(remote_name)
+        if head is None:
+            return None
+        etag = head.get("ETag", "").strip('"')
+        if head.get("ServerSideEncryption", "").startswith("aws:kms") or head.get("SSECustomerAlgorithm"):
+            return None
+        if re.fullmatch(r"[0-9a-f]{32}", etag):
+            return "md5", etag
+        return None  # multipart: S3 checked each part's checksum on upload
+
+    def list(self):
+        pages = self._conn().get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix, Delimiter="/")
+        names = []
+        for page in pages:
+            for item in page.get("Contents", []):
+                names.append(item["Key"][len(self.prefix):])
+        return sorted(names)
+
+    def delete(self, remote_name):
+        self._conn().delete_object(Bucket=self.bucket, Key=self._key(remote_name))
+
+    def delete_many(self, names):
+        client = self._conn()
+        names = list(names)
+        for start in range(0, len(names), BATCH):
+            batch = names[start:start + BATCH]
+            answer = client.delete_objects(Bucket=self.bucket, Delete={
+                "Objects": [{"Key": self._key(n)} for n in batch], "Quiet": True})
+            errors = [e for e in answer.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                first = errors[0]
+                raise PackratError("%s: %d of %d deletes refused, e.g. %s: %s %s"
+                                   % (self.describe(), len(errors), len(batch),
+                                      first.get("Key"), first.get("Code"), first.get("Message", "")))
+            log.verbose("%s: deleted %d objects" % (self.describe(), len(batch)))

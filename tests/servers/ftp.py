@@ -1,0 +1,195 @@
+"""An FTP server (pyftpdlib) on 127.0.0.1 on a free port with a temporary
+home, plain or with explicit TLS (a self-signed certificate made with the
+openssl CLI). It runs in a thread of the test process, so a test can count
+the logins and cut every open connection.
+
+Fixtures: ``ftp_server`` / ``ftps_server`` (one per test module) and
+``ftpd`` / ``ftpsd`` (per test: home emptied, counters reset).
+
+Run as a program (``python3 -m tests.servers.ftp HOME PORT USER PASS``) it
+serves in the foreground, for the benchmarks.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+import pytest
+
+from tests.servers import free_port, wait_for_port
+
+USER, PASSWORD = "packrat", "s3cret-ftp"
+
+
+def make_cert(directory, name="127.0.0.1"):
+    """A self-signed certificate and key for ``name`` (openssl CLI)."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=%s" % name, "-addext", "subjectAltName=IP:%s" % name,
+                    "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+class FtpServer:
+    host = "127.0.0.1"
+    user, password = USER, PASSWORD
+
+    def __init__(self, tls=False):
+        self.tls = tls
+        self.dir = tempfile.mkdtemp(prefix="packrat-ftpd-")
+        self.root = os.path.join(self.dir, "home")
+        os.makedirs(os.path.join(self.root, "backups"))
+        self.remote_dir = "/backups"  # FTP_DIR
+        self.port = free_port()
+        self.logins = 0
+        self.handlers = []
+        self.lock = threading.Lock()
+        self.cert = self.key = None
+        self._stop = threading.Event()
+
+    @property
+    def files_dir(self):
+        return os.path.join(self.root, "backups")
+
+    def _server(self):
+        from pyftpdlib.authorizers import DummyAuthorizer
+        from pyftpdlib.servers import FTPServer
+
+        if self.tls:
+            from pyftpdlib.handlers import TLS_FTPHandler as Base
+        else:
+            from pyftpdlib.handlers import FTPHandler as Base
+        owner = self
+
+        class Handler(Base):
+            def on_login(self, username):
+                with owner.lock:
+                    owner.logins += 1
+                    owner.handlers.append(self)
+
+        authorizer = DummyAuthorizer()
+        authorizer.add_user(self.user, self.password, self.root, perm="elradfmwMT")
+        Handler.authorizer = authorizer
+        Handler.banner = "packrat test ftpd"
+        if self.tls:
+            self.cert, self.key = make_cert(self.dir)
+            Handler.certfile, Handler.keyfile = self.cert, self.key
+            Handler.tls_control_required = True
+            Handler.tls_data_required = True
+        from pyftpdlib.ioloop import IOLoop
+        # its own loop: the default one is shared by every server of the process
+        server = FTPServer((self.host, self.port), Handler, ioloop=IOLoop())
+        server.max_cons = 256
+        return server
+
+    def start(self):
+        import logging
+        logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+        self.server = self._server()
+        self.thread = threading.Thread(target=self._loop, name="ftpd", daemon=True)
+        self.thread.start()
+        wait_for_port(self.port)
+        return self
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+        self.server.close_all()
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- what the tests look at ------------------------------------------
+    def settings(self, **over):
+        out = {"FTP_HOST": self.host, "FTP_PORT": self.port, "FTP_USER": self.user,
+               "FTP_PASS": self.password, "FTP_DIR": self.remote_dir, "FTP_TLS": self.tls}
+        if self.tls:
+            out["FTP_CA_FILE"] = self.cert
+        out.update(over)
+        return out
+
+    def connections(self):
+        with self.lock:
+            return self.logins
+
+    def cut(self):
+        """Drop every open control and data connection at once."""
+        with self.lock:
+            handlers = list(self.handlers)
+        for handler in handlers:
+            for channel in (getattr(handler, "data_channel", None), handler):
+                sock = getattr(channel, "socket", None)
+                if sock is None:
+                    continue
+                try:  # on the descriptor: with TLS, .socket is a pyOpenSSL Connection
+                    raw = socket.socket(fileno=os.dup(sock.fileno()))
+                except (OSError, ValueError):
+                    continue
+                try:
+                    raw.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                raw.close()
+
+    def reset(self):
+        with self.lock:
+            self.logins = 0
+            self.handlers = []
+        for name in os.listdir(self.files_dir):
+            path = os.path.join(self.files_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+
+
+@pytest.fixture(scope="module")
+def ftp_server():
+    server = FtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def ftps_server():
+    server = FtpServer(tls=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ftpd(ftp_server):
+    ftp_server.reset()
+    yield ftp_server
+
+
+@pytest.fixture
+def ftpsd(ftps_server):
+    ftps_server.reset()
+    yield ftps_server
+
+
+def main(argv):
+    """Serve HOME on PORT for USER/PASS in the foreground (benchmarks)."""
+    import logging
+    from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.handlers import FTPHandler
+    from pyftpdlib.servers import FTPServer
+
+    home, port, user, password = argv
+    logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(user, password, home, perm="elradfmwMT")
+    FTPHandler.authorizer = authorizer
+    FTPServer(("127.0.0.1", int(port)), FTPHandler).serve_forever(handle_exit=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
