@@ -154,14 +154,16 @@ class Catalog:
                 self.add(LOCAL, entry.name, entry.stat().st_size)
 
     def add_remote(self, location, remote, sizes=True):
-        self.remotes[location] = remote
-        if location not in self.locations:
-            self.locations.append(location)
+        found = {}
         for name in transfer.listing(remote):
             if transfer.safe_name(name) and self.mine(name) and \
                     (parse_dump(name) or retention.parse_dar(name)):
-                size = remote.size(name) if sizes else None
-                self.add(location, name, size)
+                found[name] = remote.size(name) if sizes else None
+        self.remotes[location] = remote
+        if location not in self.locations:
+            self.locations.append(location)
+        for name, size in found.items():
+            self.add(location, name, size)
 
     # -- reading ---------------------------------------------------------
     def where(self, name):

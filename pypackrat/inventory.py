@@ -1,0 +1,145 @@
+"""``packrat list``: what there is to restore from, and what is wrong.
+
+Per filesystem target, its chains (a master and the incrementals taken
+against it) and per database its dumps, with dates and sizes in BACKUP_DIR
+and on each upload module's remote; then the problems: an incremental
+whose master is gone, a slice missing, a copy only remote or only local, a
+size that differs between local and remote.
+"""
+import argparse
+
+from pypackrat import catalog, log
+
+EXAMPLES = """\
+examples:
+  packrat list                 BACKUP_DIR and every module of UPLOAD_MODULES
+  packrat list --local         BACKUP_DIR only (no connection)
+  packrat list -u ssh          BACKUP_DIR and the ssh remote only (a global flag)
+  packrat list --host oldbox   the archives another host left on the remotes
+"""
+
+
+def parser():
+    return argparse.ArgumentParser(
+        prog="packrat list",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="List the filesystem chains and database dumps of this host in BACKUP_DIR "
+                    "and on each upload module's remote, with dates and sizes, and the problems "
+                    "found: incrementals whose master is gone, missing slices, copies only "
+                    "remote or only local, sizes that differ. Exit 0; 1 when a remote cannot "
+                    "be read.",
+        epilog=EXAMPLES)
+
+
+def main(ctx, args):
+    p = parser()
+    p.add_argument("--local", action="store_true", help="BACKUP_DIR only, no remote")
+    p.add_argument("--host", metavar="NAME", help="archives named after this host (default: HOSTNAME)")
+    a = p.parse_args(args)
+    remotes = [] if a.local else list(ctx.settings["UPLOAD_MODULES"])
+    with catalog.gather(ctx, a.host, remotes, sizes=True) as cat:
+        lines, problems = render(ctx, cat)
+    for line in lines:
+        print(log.mask(line))
+    print()
+    if problems or cat.errors:
+        print("Problems (%d):" % (len(problems) + len(cat.errors)))
+        for line in cat.errors + problems:
+            print("  " + log.mask(line))
+    else:
+        print("No problems found.")
+    return 1 if cat.errors else 0
+
+
+def _cell(cat, names, location):
+    """The size of the files ``names`` at ``location``: a sum, '-' when none
+    is there, 'k/n slices' when only some are."""
+    there = [n for n in names if location in cat.files.get(n, {})]
+    if not there:
+        return "-"
+    sizes = [cat.size(n, location) for n in there]
+    total = catalog.human(sum(sizes)) if None not in sizes else "?"
+    if len(there) < len(names):
+        return "%s (%d/%d slices)" % (total, len(there), len(names))
+    return total
+
+
+def _table(rows, indent="  "):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def render(ctx, cat):
+    lines, problems = [], []
+    locations = list(cat.locations)
+    remotes = [loc for loc in locations if loc != catalog.LOCAL]
+    lines.append("Archives of %s: %s = %s%s" % (
+        cat.host, catalog.LOCAL, ctx.backup_dir,
+        "".join("; %s = %s" % (name, remote.describe()) for name, remote in cat.remotes.items())))
+    archives = cat.archives()
+    targets = {catalog.target_prefix(cat.host, t): t for t in ctx.settings["FS_TARGETS"]}
+    prefixes = sorted(set(cat.prefixes()) | set(targets), key=lambda p: (p not in targets, p))
+    incremental = ctx.settings["FS_INCREMENTAL"]
+    for prefix in prefixes:
+        lines.append("")
+        label = targets.get(prefix, "(not in FS_TARGETS)")
+        lines.append("Filesystem %s: %s-*.dar" % (label, prefix))
+        chains = catalog.chains(archives, prefix)
+        if not chains:
+            lines.append("  no archive")
+            continue
+        rows = [["date", "kind", "slices"] + locations]
+        for master, incs in chains:
+            for archive in ([master] if master else []) + incs:
+                kind = archive.kind if (incremental or archive.master) else "full"
+                if master is None and incremental and not archive.master:
+                    kind = "incremental, NO MASTER"
+                indent = "" if archive.master or master is None else "  "
+                rows.append([indent + catalog.day_text(archive.day), kind, str(len(archive.slices))]
+                            + [_cell(cat, archive.names(), loc) for loc in locations])
+        lines += _table(rows)
+    for archive in (catalog.orphans(archives) if incremental else []):
+        problems.append("%s: an incremental whose master is gone (no %s-DATE.master.N.dar dated on "
+                        "or before %s anywhere): it cannot be restored"
+                        % (archive.names()[0], archive.prefix, catalog.day_text(archive.day)))
+    for archive in sorted(archives.values(), key=lambda a: a.base):
+        missing = archive.missing_slices()
+        if missing:
+            problems.append("%s: slice %s missing everywhere"
+                            % (archive.base, ", ".join(map(str, missing))))
+
+    dumps = cat.dumps()
+    if dumps:
+        lines.append("")
+        lines.append("Databases")
+        groups = {}
+        for dump in dumps:
+            groups.setdefault((dump.engine, dump.db), []).append(dump)
+        for (engine, db), group in sorted(groups.items()):
+            lines.append("  %s %s" % (engine, db))
+            rows = [["date", "file"] + locations]
+            for dump in group:
+                rows.append([catalog.day_text(dump.day), dump.name]
+                            + [_cell(cat, [dump.name], loc) for loc in locations])
+            lines += _table(rows, "    ")
+    if not archives and not dumps:
+        lines.append("")
+        lines.append("No archive or dump of %s found." % cat.host)
+
+    # copies: only remote, only local, sizes that differ
+    if remotes:
+        for name in sorted(cat.files):
+            where = cat.files[name]
+            if catalog.LOCAL not in where:
+                problems.append("%s: only on %s, not in BACKUP_DIR" % (name, ", ".join(
+                    loc for loc in remotes if loc in where)))
+                continue
+            absent = [loc for loc in remotes if loc not in where and loc in cat.remotes]
+            if absent:
+                problems.append("%s: only in BACKUP_DIR, not on %s" % (name, ", ".join(absent)))
+            for loc in remotes:
+                if loc in where and where[loc] is not None and where[loc] != where[catalog.LOCAL]:
+                    problems.append("%s: %d bytes in BACKUP_DIR, %d on %s"
+                                    % (name, where[catalog.LOCAL], where[loc], loc))
+    return lines, problems
+
