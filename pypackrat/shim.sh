@@ -37,6 +37,13 @@ __packrat_files=("$@")
 set --
 __packrat_pid=$BASHPID
 
+# list_NAME's output is the listing: what the config and module files print
+# while they are sourced goes to stderr instead, as it never was part of the
+# original's $(list_NAME).
+if [ "$__packrat_action" = list ]; then
+    exec {__packrat_listing}>&1 1>&2
+fi
+
 __packrat_send() {
     printf '%s\0%s\0' "$1" "$2" >>"$__packrat_channel"
 }
@@ -109,7 +116,7 @@ if [ "$__packrat_action" = mod ]; then
     __packrat_status=$?
     __packrat_send new "$NEW_BACKUPS"
 elif [ "$__packrat_action" = list ]; then
-    "$__packrat_function"
+    "$__packrat_function" >&"$__packrat_listing"
     __packrat_status=$?
 else
     __packrat_status=0

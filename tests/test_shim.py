@@ -606,3 +606,19 @@ def test_upload_module_contract_python_and_bash(penv, tmp_path, upload):
     proc = penv.run("-U", DATE, date=DATE, check=1)
     assert str(remote) in proc.stderr
     assert len(penv.mails()) == 1
+
+
+def test_listing_is_only_what_list_prints(penv, tmp_path):
+    """Text printed while the config and module files are sourced is not
+    part of the listing (the original sourced them once, outside $(list_X))."""
+    module(penv, "noisy.sh", r'''
+echo "testhost-noise-20200101.1.dar"
+mod_noisy() { :; }
+list_noisy() { echo "testhost-real-20200101.1.dar"; }
+purge_noisy() { echo "[$1]" >> "$NOISY_LOG"; }
+''')
+    log = tmp_path / "noisy.log"
+    penv.write(UPLOAD_MODULES=["noisy"], NOISY_LOG=str(log))
+    proc = penv.run("-P", date=DATE, check=0)
+    assert log.read_text() == "[testhost-real-20200101.1.dar]\n"
+    assert "testhost-noise-20200101.1.dar" in proc.stderr
