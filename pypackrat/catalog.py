@@ -23,8 +23,6 @@ from pypackrat.errors import PackratError
 
 LOCAL = "BACKUP_DIR"  # the location name of BACKUP_DIR (an upload module may be "local")
 
-_DUMP = re.compile(r"^(?P<host>.+?)-(?P<engine>mysql|postgresql)-(?P<db>.+)-(?P<date>20\d{6})"
-                   r"\.sql\.(?P<comp>bz2|zst)(?P<rest>(\.[A-Za-z0-9]+)*)$")
 
 
 def parse_date(text):
@@ -96,28 +94,27 @@ class Archive:
 
 
 class Dump:
-    """One database dump file."""
+    """One database dump file (its name as the dump module reads it)."""
 
-    def __init__(self, name, m):
-        self.name = name
-        self.host = m.group("host")
-        self.engine = m.group("engine")
-        self.db = m.group("db")
-        self.day = datetime.datetime.strptime(m.group("date"), "%Y%m%d").date()
-        self.compression = m.group("comp")
+    def __init__(self, name, host, engine, db, day, suffix):
+        self.name, self.host, self.engine, self.db = name, host, engine, db
+        self.day, self.suffix = day, suffix
 
     def __repr__(self):
         return "<Dump %s>" % self.name
 
 
 def parse_dump(name):
-    m = _DUMP.match(name)
-    if not m:
+    from pypackrat import dumps
+    parsed = dumps.parse_dump_name(name)
+    if parsed is None:
         return None
+    host, engine, db, date, suffix = parsed
     try:
-        return Dump(name, m)
+        day = datetime.datetime.strptime(date, "%Y%m%d").date()
     except ValueError:
         return None
+    return Dump(name, host, engine, db, day, suffix)
 
 
 class Catalog:

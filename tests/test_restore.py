@@ -7,6 +7,8 @@ import pytest
 
 from tests.archives import HOST, KEY, WEEK, archive_prefix, snapshot
 from tests.archives import blowfish_week, plain_week, use  # noqa: F401
+from tests.servers.mariadb import mariadb_server  # noqa: F401
+from tests.servers.postgres import postgres_fresh, postgres_server  # noqa: F401
 
 
 @pytest.fixture
@@ -152,3 +154,79 @@ def test_help_and_bad_arguments(penv):
     assert "--from MODULE" in proc.stdout and "examples:" in proc.stdout
     proc = penv.run("restore", "-d", "2024-01-01", "/etc", "/tmp/x", check=1)
     assert "YYYYMMDD" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- databases ---------------------------------------------------------------------
+
+DAY1, DAY2 = "20240107", "20240108"
+
+
+def db_settings(penv, engine, server, targets, **more):
+    prefix = "MYSQL" if engine == "mysql" else "POSTGRESQL"
+    penv.settings.update({"BACKUP_MODULES": [engine], prefix + "_TARGETS": targets,
+                          prefix + "_USER": server.user, prefix + "_PASS": server.password,
+                          prefix + "_HOST": "127.0.0.1", prefix + "_PORT": server.port})
+    penv.settings.update(more)
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgresql"])
+def test_database_restored_into_a_new_one_as_of_each_day(penv, engine, request, tmp_path):
+    """Two nights of dumps (encrypted: mysql aes-256-cbc + bzip2, postgresql
+    the original's blowfish + zstd); each restored with --into beside the
+    original equals the source tables of its night."""
+    server = request.getfixturevalue("mariadb_server" if engine == "mysql" else "postgres_server")
+    db = server.new_database("rs")
+    server.fill(db, rows=20)
+    more = {"ENCRYPTION_KEY": KEY, "DB_CIPHER": "aes-256-cbc"} if engine == "mysql" else \
+        {"ENCRYPTION_KEY": KEY, "DB_CIPHER": "blowfish", "COMPRESSOR": "zstd"}
+    db_settings(penv, engine, server, [db], **more)
+    penv.run(date=DAY1, check=0)
+    first = server.contents(db)
+    server.sql("DELETE FROM people WHERE id < 10; INSERT INTO counters VALUES ('c', 3)", db)
+    penv.run(date=DAY2, check=0)
+    second = server.contents(db)
+    assert first != second
+    for day, want in ((DAY1, first), (DAY2, second)):
+        into = "%s_%s" % (db, day)
+        proc = penv.run("restore", "-d", day, engine, db, "--into", into, check=0)
+        assert "Restored testhost-%s-%s-%s.sql." % (engine, db, day) in proc.stdout
+        assert server.contents(into) == want
+    # the original's name exists: refused without --force, replaced with it
+    proc = penv.run("restore", "-d", DAY1, engine, db, check=1)
+    assert "database %s exists" % db in proc.stderr and "--into" in proc.stderr
+    assert server.contents(db) == second
+    penv.run("restore", "-d", DAY1, engine, db, "--force", check=0)
+    assert server.contents(db) == first
+    assert KEY not in proc.stdout + proc.stderr and server.password not in proc.stderr
+
+
+def test_mysql_restore_fails_cleanly_on_a_damaged_dump(penv, mariadb_server):
+    db = mariadb_server.new_database("dmg")
+    mariadb_server.fill(db, rows=5)
+    db_settings(penv, "mysql", mariadb_server, [db])
+    penv.run(date=DAY1, check=0)
+    dump = penv.backup_dir / ("testhost-mysql-%s-%s.sql.bz2" % (db, DAY1))
+    data = dump.read_bytes()
+    dump.write_bytes(data[: len(data) // 2])
+    proc = penv.run("restore", "mysql", db, "--into", db + "_x", check=1)
+    assert "bzip2 exited with status" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = penv.run("restore", "mysql", "nosuchdb", "--into", "y", check=1)
+    assert "no mysql dump of nosuchdb" in proc.stderr
+
+
+def test_pg_dumpall_restores_through_psql(penv, postgres_fresh):
+    server = postgres_fresh
+    for prefix in ("one", "two"):
+        server.fill(server.new_database(prefix), rows=10)
+    names = [d for d in server.databases() if d.startswith(("one_", "two_"))]
+    want = {d: server.contents(d) for d in names}
+    db_settings(penv, "postgresql", server, ["__ALL__"])
+    penv.run(date=DAY1, check=0)
+    for d in names:
+        server.sql('DROP DATABASE "%s"' % d)
+    proc = penv.run("-v", "restore", "postgresql", "all", check=0)
+    assert "Restored testhost-postgresql-all-%s.sql.bz2 into the server" % DAY1 in proc.stdout
+    assert {d: server.contents(d) for d in names} == want
+    proc = penv.run("restore", "postgresql", "all", "--into", "x", check=1)
+    assert "whole-server dump" in proc.stderr
