@@ -176,7 +176,8 @@ def _run(ctx, name, path, action, purge=(), new_backups=(), capture=False):
     files = module_files(settings)
     label = name.upper()
     function = {"mod": "mod_", "list": "list_", "purge": "purge_"}[action] + name
-    log.verbose("[%s] running %s%s (Bash, %s)" % (label, function, "".join(" " + p for p in purge), path))
+    what = (" FILE for %d file%s" % (len(purge), "" if len(purge) == 1 else "s")) if action == "purge" else ""
+    log.verbose("[%s] running %s%s (Bash, %s)" % (label, function, what, path))
     channel = _Channel(ctx, label)
     code, out = None, ""
     try:
