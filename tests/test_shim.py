@@ -626,3 +626,11 @@ purge_noisy() { echo "[$1]" >> "$NOISY_LOG"; }
     proc = penv.run("-P", date=DATE, check=0)
     assert log.read_text() == "[testhost-real-20200101.1.dar]\n"
     assert "testhost-noise-20200101.1.dar" in proc.stderr
+
+
+def test_shell_modules_name_without_bash_module_is_a_config_error(site):
+    site.write(UPLOAD_MODULES=["local"], SHELL_MODULES=["local"])
+    proc = site.run("check", check=1)
+    assert "SHELL_MODULES lists 'local', but no *.sh file of MODULE_PATH=%s defines mod_local" \
+        % site.module_path in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -66,7 +66,11 @@ def check(settings):
     for role, key in (("backup", "BACKUP_MODULES"), ("upload", "UPLOAD_MODULES")):
         for name in settings[key]:
             resolved = resolve(settings, name, role)
-            if resolved is None:
+            if resolved is None and name in settings["SHELL_MODULES"]:
+                problems.append("%s: SHELL_MODULES lists %r, but no *.sh file of MODULE_PATH=%s "
+                                "defines mod_%s" % (settings.origin.get("SHELL_MODULES", settings.path),
+                                                    name, settings["MODULE_PATH"], name))
+            elif resolved is None:
                 problems.append("%s: %s: no %s module named %r (no Python module, and no "
                                 "mod_%s in a *.sh file of MODULE_PATH=%s)"
                                 % (settings.origin.get(key, settings.path), key, role, name,
