@@ -1,0 +1,346 @@
+"""Backup module ``filesystem``: dar archives of the FS_TARGETS directories.
+
+Names (the original's, kept: restores and retention depend on them)::
+
+    HOST<TARGET>-TODAY.master.N.dar    a master (full archive)
+    HOST<TARGET>-TODAY.N.dar           an incremental, or a full archive
+                                       when FS_INCREMENTAL=no
+
+where ``<TARGET>`` is the target path with every ``/`` turned into ``-``
+(``/home/sites`` -> ``-home-sites``) and N is dar's slice number.
+
+Each target decides on its own: a master on the master day (weekly: the
+weekday name equals FS_MASTER_DAY, in the locale's or the C locale's
+spelling; monthly: the day of the month does), or when the target has no
+master yet; otherwise an incremental against the target's newest master by
+the date in its name (a differential: all changes since that master).
+
+dar writes the slices under a temporary name in BACKUP_DIR
+(``.packrat-tmp-PID-NAME.N.dar``); they get their final names only once dar
+has succeeded (exit 0, or 11: a file changed while it was read), and are
+removed when it fails. ENCRYPTION_KEY never reaches dar's argv: dar reads
+``-K`` (and ``-J`` for the reference) from a command file (``-B``) that is
+a memory file passed as ``/dev/fd/N``, nothing on disk.
+"""
+import contextlib
+import os
+import re
+
+from pypackrat import execute, log, retention
+from pypackrat.errors import PackratError, PartialFailure
+
+TAG = "[FS]"
+OK_CODES = (0, 11)  # 11: some file changed while dar read it (saved as it was), a success
+SLICE_SIZE = re.compile(r"^[1-9][0-9]*[kKMGTPEZY]?$")
+DAR_EXIT = {
+    1: "syntax error in the options",
+    2: "out of memory, or a wrong key or corrupted archive",
+    4: "aborted (dar needed an answer)",
+    5: "some files could not be saved",
+    7: "libdar error: missing key, unreadable or corrupted archive",
+    8: "integer overflow",
+}
+
+
+# -- names (also used by restore, list and verify) ---------------------------
+
+def archive_prefix(host, target):
+    """``HOST`` plus the target with every ``/`` turned into ``-``, as the
+    original did (``myserver`` + ``/home/sites`` -> ``myserver-home-sites``)."""
+    return host + target.replace("/", "-")
+
+
+def archive_base(ctx, target, master=False):
+    """The base name (what dar takes: no slice number, no ``.dar``) of the
+    archive this run makes of ``target``."""
+    return "%s-%s%s" % (archive_prefix(ctx.hostname, target), ctx.today, ".master" if master else "")
+
+
+def slice_name(base, number):
+    return "%s.%d.dar" % (base, number)
+
+
+def slices(directory, base):
+    """The slice file names of archive ``base`` in ``directory``, by number."""
+    pattern = re.compile(re.escape(base) + r"\.([0-9]+)\.dar$")
+    found = []
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    for name in entries:
+        m = pattern.match(name)
+        if m:
+            found.append((int(m.group(1)), name))
+    return [name for _, name in sorted(found)]
+
+
+def masters(names, prefix, day=None):
+    """The masters (base names) of ``prefix`` among ``names`` that have a
+    first slice, dated on or before ``day`` when given, oldest first."""
+    found = {}
+    for name in names:
+        p = retention.parse_dar(name)
+        if (p is not None and p.master and p.prefix == prefix and p.slice == 1
+                and (day is None or p.day <= day)):
+            found[p.day] = p.archive
+    return [found[d] for d in sorted(found)]
+
+
+def reference_master(names, prefix, day):
+    """The master an incremental of ``prefix`` made on ``day`` refers to:
+    the newest by the date in its name, on or before ``day``; None if none."""
+    found = masters(names, prefix, day)
+    return found[-1] if found else None
+
+
+def restore_chain(names, prefix, day):
+    """The archives (base names) that restore ``prefix`` as of ``day``:
+    [master] or [master, newest incremental dated from the master's day up
+    to ``day``]; a full archive without a master (FS_INCREMENTAL=no) stands
+    alone. Empty if nothing covers that day."""
+    master = reference_master(names, prefix, day)
+    master_day = retention.parse_dar(slice_name(master, 1)).day if master else None
+    best = None
+    for name in names:
+        p = retention.parse_dar(name)
+        if (p is None or p.master or p.prefix != prefix or p.slice != 1 or p.day > day
+                or (master_day is not None and p.day < master_day)):
+            continue
+        if best is None or p.day > best.day:
+            best = p
+    if master is None:
+        return [best.archive] if best else []
+    return [master] + ([best.archive] if best else [])
+
+
+def is_master_day(ctx):
+    settings = ctx.settings
+    day = settings["FS_MASTER_DAY"]
+    if settings["FS_MASTER_FREQ"] == "monthly":
+        return day == ctx.dom
+    return day in (ctx.dow, ctx.dow_c)
+
+
+# -- the key, through a dar command file ----------------------------------
+
+def dcf_word(text):
+    """``text`` as one word of a dar command file (DCF): in double quotes,
+    with a backslash before each backslash, quote (dar groups with ``"``,
+    ``'`` and backquote) and white-space character. Checked with dar 2.7.8
+    against every ASCII character, control characters included."""
+    return '"%s"' % "".join("\\" + c if c in "\\\"'`\t\n\r" else c for c in text)
+
+
+def key_lines(key, cipher, reference):
+    """DCF lines giving dar the key: ``-K CIPHER:KEY`` for the new archive and,
+    for an incremental, ``-J :KEY`` for its reference (the leading colon lets
+    dar read the cipher from the reference itself, so blowfish masters of the
+    Bash version and aes256 masters serve alike, whatever the key holds)."""
+    lines = ["-K " + dcf_word("%s:%s" % (cipher, key))]
+    if reference:
+        lines.append("-J " + dcf_word(":" + key))
+    return "\n".join(lines) + "\n"
+
+
+# -- the command ------------------------------------------------------------
+
+def dar_argv(settings, archive, target, reference=None, dcf=None):
+    """``dar -c ARCHIVE -n -z9 -D [-s SLICE] -X MASK... -P PATH... -R TARGET
+    [-A REFERENCE] [-B DCF] -Q``, the original's options in meaning, the key
+    moved from ``-K``/``-J`` into the command file ``dcf``."""
+    argv = ["dar", "-c", archive, "-n", "-z9", "-D"]
+    if settings["FS_SLICE_SIZE"]:
+        argv += ["-s", settings["FS_SLICE_SIZE"]]
+    for mask in settings["FS_EXCLUDE_FILES"]:
+        argv += ["-X", mask]
+    for path in settings["FS_EXCLUDE_PATHS"]:
+        argv += ["-P", path]
+    argv += ["-R", target]
+    if reference:
+        argv += ["-A", reference]
+    if dcf:
+        argv += ["-B", dcf]
+    argv.append("-Q")  # no "No terminal found" warning; questions still get "no"
+    return argv
+
+
+@contextlib.contextmanager
+def key_file(settings, reference):
+    """The ``-B`` argument holding the key, or None without ENCRYPTION_KEY."""
+    key = settings["ENCRYPTION_KEY"]
+    if not key:
+        yield None
+        return
+    log.add_secret(key)
+    lines = key_lines(key, settings["FS_CIPHER"], reference)
+    with execute.secret_fd(lines) as fd:
+        log.verbose("%s key given to dar in a command file: -K %s:****%s"
+                    % (TAG, settings["FS_CIPHER"], " -J :****" if reference else ""))
+        yield "/dev/fd/%d" % fd, fd
+
+
+def temporary_base(base):
+    return "%s%d-%s" % (execute.TEMP_PREFIX, os.getpid(), base)
+
+
+def remove_stale_temporaries(directory):
+    """Slices left under a temporary name by a run that died (its PID gone)."""
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    pattern = re.compile(re.escape(execute.TEMP_PREFIX) + r"([0-9]+)-.*\.[0-9]+\.dar$")
+    for name in entries:
+        m = pattern.match(name)
+        if not m or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        log.verbose("%s removing %s, left by an interrupted run" % (TAG, name))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+
+
+def publish(directory, temp, base):
+    """Give the slices of ``temp`` their final names (``base``), last slice
+    first so that slice 1, which marks the archive as present, comes last;
+    then drop slices of an earlier same-day ``base`` beyond the new count."""
+    made = slices(directory, temp)
+    if not made:
+        raise PackratError("%s dar reported success but wrote no slice of %s" % (TAG, base))
+    old = slices(directory, base)
+    final = []
+    for number in range(len(made), 0, -1):
+        source = os.path.join(directory, slice_name(temp, number))
+        dest = os.path.join(directory, slice_name(base, number))
+        os.replace(source, dest)
+        final.append(dest)
+    for name in old[len(made):]:
+        log.verbose("%s removing %s, a slice of the earlier archive of the same name" % (TAG, name))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+    return sorted(final, key=lambda p: int(p.rsplit(".", 2)[1]))
+
+
+def discard(directory, temp):
+    for name in slices(directory, temp):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+
+
+def plan(ctx, target, names):
+    """(base name, reference base name or None, kind) of ``target``'s archive
+    for this run; kind is "master", "incremental" or "full"."""
+    settings = ctx.settings
+    prefix = archive_prefix(ctx.hostname, target)
+    if not settings["FS_INCREMENTAL"]:
+        return archive_base(ctx, target), None, "full"
+    if is_master_day(ctx):
+        return archive_base(ctx, target, master=True), None, "master"
+    reference = reference_master(names, prefix, ctx.now.date())
+    if reference is None:
+        log.verbose("%s no master of %s yet: making one" % (TAG, target))
+        return archive_base(ctx, target, master=True), None, "master"
+    return archive_base(ctx, target), reference, "incremental"
+
+
+def backup_target(ctx, target):
+    """Archive one target; returns the final paths of its slices."""
+    directory = ctx.backup_dir
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    base, reference, kind = plan(ctx, target, names)
+    log.verbose("%s backing up %s to %s (%s%s)"
+                % (TAG, target, os.path.join(directory, base), kind,
+                   ", against %s" % reference if reference else ""))
+    if ctx.dry_run:
+        log.info("[dry run] %s would back up %s to %s (%s%s)"
+                 % (TAG, target, os.path.join(directory, base), kind,
+                    ", against %s" % reference if reference else ""))
+    temp = temporary_base(base)
+    ref_path = os.path.join(directory, reference) if reference else None
+    with key_file(ctx.settings, reference) as key:
+        argv = dar_argv(ctx.settings, os.path.join(directory, temp), target, ref_path,
+                        key[0] if key else None)
+        try:
+            result = execute.run(argv, ok_codes=OK_CODES, pass_fds=[key[1]] if key else ())
+        except execute.CommandFailed as exc:
+            discard(directory, temp)
+            hint = DAR_EXIT.get(exc.code)
+            raise PackratError("%s backup of %s failed: %s%s"
+                               % (TAG, target, exc, " (%s)" % hint if hint else "")) from None
+        except BaseException:
+            discard(directory, temp)
+            raise
+    if result is None:  # dry run
+        return []
+    if result.code == 11:
+        log.verbose("%s some files of %s changed while dar read them (dar exit 11); "
+                    "they are saved as dar found them" % (TAG, target))
+    for line in result.out.splitlines():
+        if line.strip() and not line.strip().startswith("---"):
+            log.verbose("%s   %s" % (TAG, line.strip()))
+    try:
+        return publish(directory, temp, base)
+    except BaseException:
+        discard(directory, temp)
+        raise
+
+
+def backup(ctx):
+    """Every target in order; a failing target does not stop the others.
+    Returns the final paths made; raises PartialFailure (with them) if any
+    target failed."""
+    if not ctx.dry_run:
+        remove_stale_temporaries(ctx.backup_dir)
+    made, failures = [], []
+    for target in ctx.settings["FS_TARGETS"]:
+        if not os.path.isdir(target):
+            log.verbose("%s %s does not exist (or is not a directory), skipping" % (TAG, target))
+            continue
+        try:
+            made += backup_target(ctx, target)
+        except PackratError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise PartialFailure("\n".join(failures), made)
+    return made
+
+
+# -- configuration -------------------------------------------------------------
+
+def check(settings):
+    def where(key):
+        return settings.origin.get(key, settings.path)
+
+    problems = []
+    if settings["FS_METHOD"] == "tar":
+        problems.append("%s: FS_METHOD=tar: tar is not supported (the original never finished it); "
+                        "use FS_METHOD=dar" % where("FS_METHOD"))
+    elif not execute.which("dar"):
+        problems.append("%s: the filesystem module needs dar, which is not installed (not found in PATH)"
+                        % where("FS_METHOD"))
+    targets = settings["FS_TARGETS"]
+    if not targets:
+        problems.append("%s: FS_TARGETS is empty, but the filesystem backup module is enabled"
+                        % where("FS_TARGETS"))
+    seen = {}
+    for target in targets:
+        if not target.startswith("/"):
+            problems.append("%s: FS_TARGETS: %r is not an absolute path" % (where("FS_TARGETS"), target))
+            continue
+        prefix = archive_prefix("", target)
+        if prefix in seen:
+            problems.append("%s: FS_TARGETS: %r and %r would share archive names (%s)"
+                            % (where("FS_TARGETS"), seen[prefix], target, "HOST%s-DATE" % prefix))
+        seen[prefix] = target
+    size = settings["FS_SLICE_SIZE"]
+    if size and not SLICE_SIZE.match(size):
+        problems.append("%s: FS_SLICE_SIZE=%r: must be a number of bytes, optionally followed by "
+                        "k, M, G or T (as 1000M), or empty for one slice" % (where("FS_SLICE_SIZE"), size))
+    return problems
