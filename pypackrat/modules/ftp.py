@@ -8,6 +8,7 @@ a temporary name, its size checked with SIZE, then renamed), the listing
 (MLSD, or NLST on servers without it) and every delete. The session is made
 by ftputil's session factory with an explicit path encoding (UTF-8).
 """
+import contextlib
 import os
 
 from pypackrat import log
@@ -142,13 +143,28 @@ class Remote(BaseRemote):
             if progress:
                 progress(done[0])
 
-        with open(local_path, "rb") as fh:
+        with open(local_path, "rb") as fh, self._transfer():
             session.storbinary("STOR " + remote_name, fh, blocksize=BLOCK, callback=sent)
+
+    @contextlib.contextmanager
+    def _transfer(self):
+        """A transfer that fails leaves the control connection out of step
+        (the failed command's reply may still be on its way): drop it, so
+        that whatever comes next starts on a fresh one."""
+        try:
+            yield
+        except BaseException:
+            session, self.session = self.session, None
+            try:
+                session.close()
+            except Exception:
+                pass
+            raise
 
     def get(self, remote_name, local_path, progress=None):
         session = self._conn()
         done = [0]
-        with open(local_path, "wb") as fh:
+        with open(local_path, "wb") as fh, self._transfer():
             def got(block):
                 fh.write(block)
                 done[0] += len(block)
@@ -170,8 +186,10 @@ class Remote(BaseRemote):
 
     def size(self, remote_name):
         import ftplib
+        session = self._conn()
         try:
-            return self._conn().size(remote_name)
+            session.voidcmd("TYPE I")  # a listing (retrlines) left ASCII mode, where SIZE is refused
+            return session.size(remote_name)
         except ftplib.error_perm:  # 550: no such file
             return None
 

@@ -76,6 +76,7 @@ class FtpServer:
         authorizer.add_user(self.user, self.password, self.root, perm="elradfmwMT")
         Handler.authorizer = authorizer
         Handler.banner = "packrat test ftpd"
+        Handler.auth_failed_timeout = 0.1  # not 3 s: the tests try wrong passwords
         if self.tls:
             self.cert, self.key = make_cert(self.dir)
             Handler.certfile, Handler.keyfile = self.cert, self.key

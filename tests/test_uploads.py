@@ -1,0 +1,220 @@
+"""What is particular to one transport: ssh's data paths and bandwidth
+limit, FTPS certificates, S3 multipart, storage class, encryption, prefix
+and credentials, and each module's configuration checks. The behaviour
+every module shares is in test_upload_conformance.py."""
+import os
+
+import pytest
+
+from pypackrat import config, log, modules, run, transfer
+from pypackrat.context import Context, Options
+from pypackrat.errors import ConfigError, PackratError
+from pypackrat.modules import s3 as s3_module
+from pypackrat.modules import ssh as ssh_module
+from tests.servers.ftp import ftps_server, ftpsd  # noqa: F401
+from tests.servers.s3 import s3_server, s3d  # noqa: F401
+from tests.servers.sshd import sshd_server, sshd  # noqa: F401
+
+TODAY = "20261126"
+
+
+def context(penv, module, **settings):
+    penv.write(UPLOAD_MODULES=[module], **settings)
+    log.reset()
+    return Context(config.load(str(penv.config_path)), Options())
+
+
+def problems(penv, module, **settings):
+    penv.write(UPLOAD_MODULES=[module], **settings)
+    log.reset()
+    with pytest.raises(ConfigError) as err:
+        config.load(str(penv.config_path))
+    return "\n".join(err.value.problems)
+
+
+def remote_for(ctx, module):
+    return run.open_remote(ctx, modules.resolve(ctx.settings, module, "upload"))
+
+
+def archive(penv, name, data):
+    path = penv.backup_dir / name
+    path.write_bytes(data)
+    return str(path)
+
+
+# -- ssh ---------------------------------------------------------------------------
+
+def test_ssh_config_problems_name_the_setting(penv, tmp_path):
+    text = problems(penv, "ssh", SSH_HOST="", SSH_DIR="", SSH_KEY=str(tmp_path / "nokey"),
+                    SSH_KNOWN_HOSTS=str(tmp_path / "nohosts"))
+    assert "SSH_HOST is empty" in text and "SSH_DIR is empty" in text
+    assert "SSH_KEY=%s: no such file" % (tmp_path / "nokey") in text
+    assert "SSH_KNOWN_HOSTS" in text and "ssh-keyscan" in text
+
+
+def test_ssh_auto_uses_tuned_paramiko_on_openssh_and_scp_where_writes_are_small(penv, sshd, monkeypatch):
+    ctx = context(penv, "ssh", **sshd.settings())
+    with remote_for(ctx, "ssh") as remote:
+        # OpenSSH announces 255 KiB writes (limits@openssh.com): paramiko keeps up
+        assert ssh_module._request_size(remote.sftp) == ssh_module.LARGEST_REQUEST
+        assert remote.use_openssh() is False
+    monkeypatch.setattr(ssh_module, "_request_size", lambda sftp: ssh_module.DEFAULT_REQUEST)
+    log.set_verbose(True)
+    with remote_for(ctx, "ssh") as remote:
+        assert remote.use_openssh() is True
+        transfer.upload(remote, archive(penv, "testhost-a-%s.1.dar" % TODAY, b"via scp"))
+    assert any(line.startswith("scp ") for line in log.transcript())
+    assert open(os.path.join(sshd.root, "testhost-a-%s.1.dar" % TODAY), "rb").read() == b"via scp"
+
+
+def test_ssh_bwlimit_goes_to_scp(penv, sshd):
+    ctx = context(penv, "ssh", **sshd.settings(SSH_CLIENT="openssh", SSH_BWLIMIT=8000))
+    log.set_verbose(True)
+    data = os.urandom(200_000)
+    with remote_for(ctx, "ssh") as remote:
+        transfer.upload(remote, archive(penv, "testhost-b-%s.1.dar" % TODAY, data))
+    commands = [line for line in log.transcript() if line.startswith("scp ")]
+    assert commands and " -l 8000 " in commands[0]
+    assert "StrictHostKeyChecking=yes" in commands[0] and "BatchMode=yes" in commands[0]
+    assert open(os.path.join(sshd.root, "testhost-b-%s.1.dar" % TODAY), "rb").read() == data
+
+
+def test_ssh_bwlimit_throttles_paramiko(penv, sshd, monkeypatch):
+    """8000 Kbit/s is 1 MB/s: after 2 MiB the throttle wants about 2.1 s
+    to have passed (the waits are recorded, not slept)."""
+    waits = []
+    monkeypatch.setattr(ssh_module.time, "sleep", waits.append)
+    ctx = context(penv, "ssh", **sshd.settings(SSH_CLIENT="paramiko", SSH_BWLIMIT=8000))
+    data = os.urandom(2 << 20)
+    with remote_for(ctx, "ssh") as remote:
+        transfer.upload(remote, archive(penv, "testhost-c-%s.1.dar" % TODAY, data))
+    assert waits and 1.5 < max(waits) <= 2 * 1.048576 * 8 / 8 + 0.01
+    assert open(os.path.join(sshd.root, "testhost-c-%s.1.dar" % TODAY), "rb").read() == data
+
+
+def test_ssh_rename_replaces_an_existing_file(penv, sshd):
+    """A re-upload (-U of the same day) replaces the earlier copy."""
+    name = "testhost-d-%s.1.dar" % TODAY
+    with open(os.path.join(sshd.root, name), "wb") as fh:
+        fh.write(b"older copy, longer than the new one")
+    ctx = context(penv, "ssh", **sshd.settings(SSH_CLIENT="paramiko"))
+    with remote_for(ctx, "ssh") as remote:
+        transfer.upload(remote, archive(penv, name, b"new"))
+    assert sorted(os.listdir(sshd.root)) == [name]
+    assert open(os.path.join(sshd.root, name), "rb").read() == b"new"
+
+
+def test_ssh_server_down_is_retried_then_one_clear_error(penv, sshd, tmp_path):
+    from tests.servers import free_port
+    archive(penv, "testhost-e-%s.1.dar" % TODAY, b"x")
+    penv.write(UPLOAD_MODULES=["ssh"], UPLOAD_RETRIES=1, **sshd.settings(SSH_PORT=free_port()))
+    proc = penv.run("-U", TODAY, date=TODAY, check=1)
+    assert "retrying (attempt 2 of 2)" in proc.stderr
+    assert "Connection refused" in proc.stderr or "Unable to connect" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(penv.mails()) == 1
+
+
+# -- ftp ---------------------------------------------------------------------------
+
+def test_ftp_config_problems(penv, tmp_path):
+    text = problems(penv, "ftp", FTP_HOST="", FTP_USER="", FTP_CA_FILE=str(tmp_path / "none.pem"))
+    assert "FTP_HOST is empty" in text and "FTP_USER is empty" in text
+    assert "FTP_CA_FILE=%s: no such file" % (tmp_path / "none.pem") in text
+
+
+def test_ftps_refuses_an_untrusted_certificate(penv, ftpsd):
+    settings = ftpsd.settings()
+    del settings["FTP_CA_FILE"]  # the system's CAs do not know the self-signed one
+    ctx = context(penv, "ftp", **settings)
+    with pytest.raises(PackratError, match="certificate is not trusted.*FTP_CA_FILE"):
+        with remote_for(ctx, "ftp"):
+            pass
+    assert ftpsd.connections() == 0
+
+
+def test_ftps_server_requires_tls_and_plain_ftp_is_refused(penv, ftpsd):
+    """The FTPS fixture refuses clear-text logins: the ftps runs of the
+    conformance suite did go over TLS."""
+    ctx = context(penv, "ftp", **ftpsd.settings(FTP_TLS=False))
+    with pytest.raises(PackratError, match="login refused"):
+        with remote_for(ctx, "ftp"):
+            pass
+
+
+# -- s3 ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [5 * 10**9 + 1, 50 * 10**9, 5 * 2**40])
+def test_s3_part_size_keeps_any_archive_under_10000_parts(size):
+    part = s3_module.part_size(size)
+    assert part >= 5 * 2**20 and part % 2**20 == 0
+    assert -(-size // part) <= 10_000
+
+
+def test_s3_multipart_upload(penv, s3d, monkeypatch):
+    """Over the threshold the file goes up in parts (small ones here, to
+    keep moto's memory small); the size is verified, the ETag is no MD5."""
+    monkeypatch.setattr(s3_module, "MULTIPART_THRESHOLD", 5 << 20)
+    monkeypatch.setattr(s3_module, "MIN_PART", 5 << 20)
+    data = os.urandom((11 << 20) + 5)
+    name = "testhost-big-%s.1.dar" % TODAY
+    ctx = context(penv, "s3", **s3d.settings())
+    with remote_for(ctx, "s3") as remote:
+        transfer.upload(remote, archive(penv, name, data))
+        head = remote.client.head_object(Bucket=s3d.bucket, Key="%s/%s" % (s3d.prefix, name))
+        assert head["ETag"].strip('"').endswith("-3")
+        assert remote.checksum(name) is None
+    assert s3d.objects()["%s/%s" % (s3d.prefix, name)] == data
+
+
+def test_s3_single_part_is_checked_by_md5(penv, s3d):
+    import hashlib
+    name = "testhost-small-%s.1.dar" % TODAY
+    ctx = context(penv, "s3", **s3d.settings())
+    with remote_for(ctx, "s3") as remote:
+        transfer.upload(remote, archive(penv, name, b"abc"))
+        assert remote.checksum(name) == ("md5", hashlib.md5(b"abc").hexdigest())
+
+
+def test_s3_storage_class_and_encryption_reach_the_object(penv, s3d):
+    name = "testhost-sse-%s.1.dar" % TODAY
+    ctx = context(penv, "s3", **s3d.settings(S3_STORAGE_CLASS="STANDARD_IA", S3_SSE="AES256"))
+    with remote_for(ctx, "s3") as remote:
+        transfer.upload(remote, archive(penv, name, b"secret stuff"))
+        head = remote.client.head_object(Bucket=s3d.bucket, Key="%s/%s" % (s3d.prefix, name))
+    assert head["StorageClass"] == "STANDARD_IA"
+    assert head["ServerSideEncryption"] == "AES256"
+
+
+def test_s3_bucket_without_prefix_lists_only_its_top_level(penv, s3d):
+    s3d.inject("testhost-top-%s.1.dar" % TODAY, b"top")
+    s3d.inject("%s/testhost-below-%s.1.dar" % (s3d.prefix, TODAY), b"below")
+    ctx = context(penv, "s3", **s3d.settings(S3_BUCKET=s3d.bucket))
+    with remote_for(ctx, "s3") as remote:
+        assert transfer.listing(remote) == ["testhost-top-%s.1.dar" % TODAY]
+
+
+def test_s3_default_credential_chain(penv, s3d, monkeypatch):
+    from tests.servers.s3 import ACCESS_KEY, SECRET_KEY
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    ctx = context(penv, "s3", **s3d.settings(S3_ACCESS_KEY="", S3_SECRET_KEY=""))
+    with remote_for(ctx, "s3") as remote:
+        transfer.upload(remote, archive(penv, "testhost-env-%s.1.dar" % TODAY, b"env"))
+    assert s3d.names() == ["testhost-env-%s.1.dar" % TODAY]
+
+
+def test_s3_missing_bucket_is_one_clear_error(penv, s3d):
+    archive(penv, "testhost-f-%s.1.dar" % TODAY, b"x")
+    penv.write(UPLOAD_MODULES=["s3"], **s3d.settings(S3_BUCKET="no-such-bucket/x"))
+    proc = penv.run("-U", TODAY, date=TODAY, check=1)
+    assert "no bucket named no-such-bucket" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_s3_config_problems(penv):
+    text = problems(penv, "s3", S3_BUCKET="No_Such!", S3_ACCESS_KEY="AKIA", S3_SECRET_KEY="",
+                    S3_SSE="rot13", S3_STORAGE_CLASS="CHEAP", S3_ENDPOINT_URL="minio:9000")
+    for part in ("is not a bucket name", "S3_ACCESS_KEY and S3_SECRET_KEY go together",
+                 "S3_SSE=rot13", "S3_STORAGE_CLASS=CHEAP", "S3_ENDPOINT_URL=minio:9000"):
+        assert part in text
+    assert "S3_BUCKET is empty" in problems(penv, "s3", S3_BUCKET="")
