@@ -40,21 +40,14 @@ def day_text(day):
 
 
 def target_prefix(host, target):
-    """The archive name prefix of a filesystem target: ``HOST`` and the
-    path with every ``/`` turned into ``-`` (``/home/sites`` ->
-    ``HOST-home-sites``). A word without ``/`` is taken as a prefix as it
-    is (the part of an archive name before ``-DATE``)."""
-    try:  # the filesystem module names its archives: ask it when it can tell
-        from pypackrat.modules import filesystem
-        name_of = getattr(filesystem, "archive_prefix", None)
-    except ImportError:
-        name_of = None
+    """The archive name prefix of a filesystem target, as the filesystem
+    module names its archives (``/home/sites`` -> ``HOST-home-sites``). A
+    word without ``/`` is taken as a prefix as it is (the part of an archive
+    name before ``-DATE``)."""
     if "/" not in target:
         return target
-    if name_of is not None:
-        return name_of(host, target)
-    path = target.rstrip("/") or "/"
-    return host + path.replace("/", "-")
+    from pypackrat.modules import filesystem
+    return filesystem.archive_prefix(host, target)
 
 
 def human(size):
@@ -225,26 +218,15 @@ def chains(archives, prefix):
     return out
 
 
-def pick(archives, prefix, day, incremental=True):
-    """The archives to restore ``prefix`` as of ``day``, in order: the newest
-    master on or before the day and the newest incremental after it, up to
-    the day. With ``incremental`` off (FS_INCREMENTAL=no) every archive is
-    full: the newest one alone. Returns [] when there is nothing."""
-    mine = [a for a in archives.values() if a.prefix == prefix and a.day <= day]
-    if not mine:
-        return []
-    if not incremental:
-        return [max(mine, key=lambda a: (a.day, not a.master))]
-    masters = [a for a in mine if a.master]
-    if not masters:
-        # no master: an archive made with FS_INCREMENTAL=no stands alone;
-        # an incremental whose master is gone cannot be restored
-        return [max(mine, key=lambda a: a.day)]
-    master = max(masters, key=lambda a: a.day)
-    later = [a for a in mine if not a.master and a.day > master.day]
-    if later:
-        return [master, max(later, key=lambda a: a.day)]
-    return [master]
+def pick(archives, prefix, day):
+    """The archives to restore ``prefix`` as of ``day``, in order: the
+    filesystem module's own choice (its master for that day and the newest
+    incremental after it, up to the day; a full archive alone). Every
+    archive seen by any slice counts, so that one missing its first slice
+    is reported, not silently passed over. Returns [] when there is nothing."""
+    from pypackrat.modules import filesystem
+    firsts = [filesystem.slice_name(a.base, 1) for a in archives.values() if a.prefix == prefix]
+    return [archives[base] for base in filesystem.restore_chain(firsts, prefix, day)]
 
 
 def orphans(archives):
@@ -338,28 +320,29 @@ def fetch(catalog, names, location, work_dir):
 # -- dar ---------------------------------------------------------------------
 
 def dar_key_line(key):
-    """The DCF line that gives dar the key; the cipher is left for dar to
-    read from the archive (``-K :KEY``), so aes256 archives of this edition
-    and blowfish archives of the original read alike. Inside the double
-    quotes dar takes backslash escapes for backslash and both quotes."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in key):
-        raise PackratError("ENCRYPTION_KEY holds a control character; dar cannot take it from a file")
-    escaped = key.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
-    return '-K ":%s"\n' % escaped
+    """The DCF line that gives dar the key to read an archive: ``-K :KEY``,
+    the cipher left for dar to read from the archive, so aes256 archives of
+    this edition and blowfish archives of the original read alike. Quoted
+    as the filesystem module quotes it."""
+    from pypackrat.modules import filesystem
+    return "-K %s\n" % filesystem.dcf_word(":" + key)
 
 
 @contextlib.contextmanager
 def dar_key(settings):
-    """argv words giving dar the key through a 0600 file (``-B FILE``),
-    nothing when there is no key."""
+    """Keyword arguments for dar(): the key in a memory file given as
+    ``-B /dev/fd/N`` (nothing on disk, nothing in argv); none without a key."""
     key = settings["ENCRYPTION_KEY"]
     if not key:
-        yield []
+        yield {"args": [], "pass_fds": ()}
         return
-    with execute.secret_file(dar_key_line(key), name="dar-key") as path:
-        yield ["-B", path]
+    log.add_secret(key)
+    with execute.secret_fd(dar_key_line(key)) as fd:
+        yield {"args": ["-B", "/dev/fd/%d" % fd], "pass_fds": (fd,)}
 
 
-def dar(args, key_args, **kw):
-    """Run dar without a terminal: -Q (no tty warning), answers "no"."""
-    return execute.run([execute.require("dar")] + list(args) + list(key_args) + ["-Q"], **kw)
+def dar(args, key, **kw):
+    """Run dar without a terminal (-Q: no tty warning; questions get "no"),
+    with the key of dar_key()."""
+    return execute.run([execute.require("dar")] + list(args) + key["args"] + ["-Q"],
+                       pass_fds=key["pass_fds"], **kw)

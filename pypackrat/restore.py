@@ -144,7 +144,7 @@ def choose(ctx, cat, prefix, day, source):
     if day is None:
         day = max(a.day for a in mine)
     incremental = ctx.settings["FS_INCREMENTAL"]
-    chosen = catalog.pick(archives, prefix, day, incremental)
+    chosen = catalog.pick(archives, prefix, day)
     if not chosen:
         oldest = min(a.day for a in mine)
         raise PackratError("no archive of %s on or before %s (the oldest is of %s)"

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 HOST = "testhost"
-KEY = "cost'anza \"key\" \\ $x"  # quotes, backslash, space, dollar: the DCF must carry them
+KEY = "cost'anza \"key\" \\ $x\t`y`"  # quotes, backslash, space, tab, dollar: the DCF carries them
 WEEK = ["20240107", "20240108", "20240109", "20240110", "20240111", "20240112", "20240113"]
 # 20240107 is a Sunday: the master day of FS_MASTER_DAY=Sun
 

@@ -37,6 +37,10 @@ def check_days(penv, src, snaps, days, tmp_path):
         expected = ["%s-%s.master" % (prefix, WEEK[0])] + (["%s-%s" % (prefix, day)] if day != WEEK[0] else [])
         assert [l.split()[2] for l in restored] == expected
         assert KEY not in proc.stdout + proc.stderr
+        commands = [l for l in proc.stdout.splitlines() if l.startswith("/usr/bin/dar ") or l.startswith("dar ")]
+        assert len(commands) == len(expected)
+        for line in commands:  # the key in a memory file, never in argv
+            assert " -K" not in line and ("-B /dev/fd/" in line) == bool(penv.settings["ENCRYPTION_KEY"])
 
 
 def test_original_chain_restores_each_day(penv, week, tmp_path):
