@@ -143,3 +143,56 @@ def test_nothing_to_verify_and_help(penv):
     assert "nothing to verify" in proc.stderr
     proc = penv.run("verify", "--help", check=0)
     assert "--sample N" in proc.stdout and "cron" in proc.stdout
+
+
+def make_dump(path, sql, cipher=None, compressor="bzip2"):
+    """A dump file as the dump module writes one: its compressor, then its
+    openssl cipher (the module's own option lists)."""
+    import subprocess
+    from pypackrat import dumps
+    data = subprocess.run(dumps.COMPRESSORS[compressor][0], input=sql, capture_output=True, check=True).stdout
+    if cipher:
+        data = subprocess.run(["openssl", "enc", "-e"] + dumps.CIPHERS[cipher] + ["-pass", "env:K"],
+                              input=data, env=dict(os.environ, K=KEY), capture_output=True,
+                              check=True).stdout
+    path.write_bytes(data)
+
+
+def test_dumps_decoded_in_full(penv, shared):
+    src, share = shared
+    day = WEEK[-1]
+    sql = b"".join(b"INSERT INTO t VALUES (%d, 'row');\n" % i for i in range(20000))
+    mysql = "%s-mysql-shop-%s.sql.bz2" % (HOST, day)
+    pg = "%s-postgresql-all-%s.sql.zst" % (HOST, day)
+    make_dump(penv.backup_dir / mysql, sql, "aes-256-cbc")
+    make_dump(penv.backup_dir / pg, sql, None, "zstd")
+    for n in (mysql, pg):
+        shutil.copy(penv.backup_dir / n, share / n)
+    penv.settings.update(ENCRYPTION_KEY=KEY, DB_CIPHER="aes-256-cbc")
+    proc = penv.run("verify", check=0)
+    assert "2 archive(s) tested, 2 dump(s) decoded, 7 remote copies compared" in proc.stdout
+    # a flipped byte in the middle of the encrypted dump (the remote copy too)
+    for directory in (penv.backup_dir, share):
+        flip_byte(directory / mysql)
+    proc = penv.run("verify", check=1)
+    assert "%s: " % mysql in proc.stderr
+    assert pg not in proc.stderr
+    # a truncated compressed dump
+    make_dump(penv.backup_dir / mysql, sql, "aes-256-cbc")
+    shutil.copy(penv.backup_dir / mysql, share / mysql)
+    data = (penv.backup_dir / pg).read_bytes()
+    for directory in (penv.backup_dir, share):
+        (directory / pg).write_bytes(data[: len(data) // 2])
+    proc = penv.run("verify", check=1)
+    assert "%s: zstd exited with status" % pg in proc.stderr
+    assert mysql not in proc.stderr
+    # the original's blowfish dumps, with --cipher
+    make_dump(penv.backup_dir / pg, sql, "blowfish", "zstd")
+    shutil.copy(penv.backup_dir / pg, share / pg)
+    proc = penv.run("verify", check=1)
+    assert "%s: openssl exited with status" % pg in proc.stderr
+    penv.run("verify", "--cipher", "blowfish", check=1)  # now the aes-256-cbc one fails
+    penv.settings["DB_CIPHER"] = "blowfish"
+    make_dump(penv.backup_dir / mysql, sql, "blowfish")
+    shutil.copy(penv.backup_dir / mysql, share / mysql)
+    penv.run("verify", check=0)
