@@ -7,7 +7,7 @@ import pytest
 
 from tests.archives import HOST, KEY, WEEK, archive_prefix, snapshot
 from tests.archives import blowfish_week, plain_week, use  # noqa: F401
-from tests.servers.mariadb import mariadb_server  # noqa: F401
+from tests.servers.mariadb import mariadb_fresh, mariadb_server  # noqa: F401
 from tests.servers.postgres import postgres_fresh, postgres_server  # noqa: F401
 
 
@@ -234,3 +234,16 @@ def test_pg_dumpall_restores_through_psql(penv, postgres_fresh):
     assert {d: server.contents(d) for d in names} == want
     proc = penv.run("restore", "postgresql", "all", "--into", "x", check=1)
     assert "whole-server dump" in proc.stderr
+
+
+def test_mysql_all_restores_into_the_server(penv, mariadb_fresh):
+    server = mariadb_fresh
+    db = server.new_database("every")
+    server.fill(db, rows=10)
+    want = server.contents(db)
+    db_settings(penv, "mysql", server, ["__ALL__"])
+    penv.run(date=DAY1, check=0)
+    server.sql("DROP DATABASE `%s`" % db)
+    proc = penv.run("restore", "mysql", "all", check=0)
+    assert "Restored testhost-mysql-all-%s.sql.bz2 into the server" % DAY1 in proc.stdout
+    assert server.contents(db) == want
