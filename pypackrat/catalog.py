@@ -148,7 +148,7 @@ class Catalog:
         for name in transfer.listing(remote):
             if transfer.safe_name(name) and self.mine(name) and \
                     (parse_dump(name) or retention.parse_dar(name)):
-                found[name] = remote.size(name) if sizes else None
+                found[name] = _size(remote, name) if sizes else None
         self.remotes[location] = remote
         if location not in self.locations:
             self.locations.append(location)
@@ -200,6 +200,16 @@ class Catalog:
         days = [a.day for a in self.archives(location).values()] + \
                [d.day for d in self.dumps(location)]
         return max(days) if days else None
+
+
+def can(remote, method):
+    """Whether ``remote`` implements ``method`` (a Bash module lists and
+    deletes only)."""
+    return getattr(type(remote), method, None) is not getattr(transfer.Remote, method)
+
+
+def _size(remote, name):
+    return remote.size(name) if can(remote, "size") else None
 
 
 def chains(archives, prefix):
@@ -307,6 +317,10 @@ def fetch(catalog, names, location, work_dir):
         if local:
             os.symlink(os.path.abspath(local), dest)
         elif remote is not None and location in catalog.files.get(name, {}):
+            if not can(remote, "get"):
+                raise PackratError("%s is on %s, whose module cannot fetch files (a Bash module "
+                                   "lists and deletes only): copy it into %s by hand"
+                                   % (name, remote.describe(), catalog.directory))
             log.verbose("[RESTORE] fetching %s from %s" % (name, remote.describe()))
             transfer.download(remote, name, dest)
         else:

@@ -79,3 +79,26 @@ def test_unreadable_remote_and_help(penv, shared, tmp_path):
     assert "only in BACKUP_DIR" not in proc.stdout
     proc = penv.run("list", "--help", check=0)
     assert "incrementals whose master is gone" in proc.stdout
+
+
+def test_a_bash_upload_module_lists_but_cannot_fetch(penv, plain_week, tmp_path):
+    """A Bash upload module (the shipped example) lists and deletes only:
+    list shows its copies without sizes, verify counts them present, and
+    restore --from says it cannot fetch from it."""
+    from tests.conftest import ROOT
+    src, snaps = use(penv, plain_week)
+    shutil.copy(os.path.join(ROOT, "modules", "example.sh"), penv.module_path / "example.sh")
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    for n in os.listdir(penv.backup_dir):
+        shutil.copy(penv.backup_dir / n, nas / n)
+    penv.settings.update(UPLOAD_MODULES=["example_upload"], EXAMPLE_UPLOAD_DIR=str(nas))
+    out = penv.run("list", check=0).stdout
+    assert "No problems found." in out
+    master = [l.split() for l in out.splitlines() if " master " in l][0]
+    assert master[-1] == "?"
+    proc = penv.run("verify", check=0)
+    assert "2 archive(s) tested, 0 dump(s) decoded, 5 remote copies compared" in proc.stdout
+    os.unlink(penv.backup_dir / dar_name(src, WEEK[-1]))
+    proc = penv.run("restore", "--from", "example_upload", src, tmp_path / "r", check=1)
+    assert "whose module cannot fetch files" in proc.stderr
