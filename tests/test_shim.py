@@ -634,3 +634,40 @@ def test_shell_modules_name_without_bash_module_is_a_config_error(site):
     assert "SHELL_MODULES lists 'local', but no *.sh file of MODULE_PATH=%s defines mod_local" \
         % site.module_path in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_python_filesystem_backup_feeds_bash_upload_module(site, tmp_path):
+    """The Python filesystem module's dar slices reach a Bash upload module
+    through NEW_BACKUPS; an old Bash mod_filesystem in the module path is
+    not what runs, unless SHELL_MODULES says so."""
+    module(site, "stock.sh", STOCK)
+    marker = tmp_path / "marker"
+    src = tmp_path / "src"
+    (src / "deep" / "er").mkdir(parents=True)
+    (src / "big.bin").write_bytes(os.urandom(300_000))
+    (src / "deep" / "er" / "note.txt").write_text("restore me\n")
+    site.write(BACKUP_MODULES=["filesystem"], UPLOAD_MODULES=["shelf"], FS_TARGETS=[str(src)],
+               FS_SLICE_SIZE="100k", MARKER=str(marker))
+    plan = site.run("-n", date=DATE, check=0)
+    assert "Python backup module filesystem: pypackrat.modules.filesystem" in plan.stdout
+    site.run(date=DATE, check=0)
+    assert not marker.exists()
+    base = "testhost%s-%s.master" % (str(src).replace("/", "-"), DATE)
+    made = sorted(os.listdir(site.backup_dir))
+    assert len(made) >= 3 and all(n.startswith(base + ".") for n in made)  # 100k slices
+    assert sorted(os.listdir(site.shelf)) == made
+    # NEW_BACKUPS held every slice, space separated, as full paths
+    sent = (site.tmp / "shelf-log.new").read_text().split()
+    assert sorted(sent) == [str(site.backup_dir / n) for n in made]
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    subprocess.run(["dar", "-x", str(site.shelf / base), "-R", str(restored), "-Q", "-w", "-O"],
+                   check=True, capture_output=True)
+    assert (restored / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    assert (restored / "deep" / "er" / "note.txt").read_text() == "restore me\n"
+    # SHELL_MODULES: the site's Bash mod_filesystem runs instead
+    site.write(SHELL_MODULES=["filesystem"])
+    plan = site.run("-n", date=DATE, check=0)
+    assert "Bash backup module filesystem: %s" % (site.module_path / "stock.sh") in plan.stdout
+    site.run(date=DATE, check=0)
+    assert marker.read_text() == "bash filesystem\n"
