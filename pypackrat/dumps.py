@@ -124,6 +124,15 @@ def check(settings):
     return problems
 
 
+def program(*names):
+    """The first of ``names`` found in PATH (MariaDB 11 may ship only its
+    own names: mariadb-dump, mariadb); the first name when none is."""
+    for name in names:
+        if shutil.which(name):
+            return name
+    return names[0]
+
+
 def select(names, skip, exclude):
     """The databases of a listing that __ALL__ covers: not a system schema
     in ``skip``, not matching a pattern of ``exclude`` (shell globs)."""
@@ -157,10 +166,10 @@ def dump(ctx, database, engine, dump_argv, env=None, pass_fds=()):
             return None
         with execute.atomic_output(final) as tmp:
             # 0600 from the start: a dump holds every row and password hash
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600))
             try:
                 execute.pipeline(stages, tmp, env=env, pass_fds=fds)
-            except execute.CommandFailed as exc:
+            except PackratError as exc:
                 raise PackratError("%s backup of %s failed: %s" % (engine, database, exc)) from None
             fd = os.open(tmp, os.O_RDONLY)
             try:

@@ -411,3 +411,16 @@ def test_dump_names_round_trip():
     assert dumps.parse_dump_name("my-host-postgresql-all.globals-20250102.sql.bz2") == \
         ("my-host", "postgresql", "all.globals", "20250102", ".sql.bz2")
     assert dumps.parse_dump_name("myhost-etc-20250102.1.dar") is None
+
+
+def test_dry_run_shows_the_pipeline_and_makes_nothing(penv, engine, server):
+    db = source_db(server)
+    configure(penv, engine, server, [db], **encryption("blowfish"))
+    proc = penv.run("-n", date=TODAY, check=0)
+    program = "mysqldump" if engine == "mysql" else "pg_dump"
+    lines = [l for l in proc.stdout.splitlines() if "would run: " + program in l]
+    assert len(lines) == 1, proc.stdout
+    assert "| bzip2 -c -9 | openssl enc -e -provider legacy -provider default -bf" in lines[0]
+    assert lines[0].endswith("> %s" % (penv.backup_dir / name(engine, db)))
+    assert server.password not in proc.stdout and KEY not in proc.stdout
+    assert os.listdir(penv.backup_dir) == []

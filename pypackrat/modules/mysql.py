@@ -72,7 +72,8 @@ def list_databases(settings, conn):
     """The databases __ALL__ covers (SHOW DATABASES without the system
     schemas and MYSQL_EXCLUDE)."""
     try:
-        result = execute.run(["mysql"] + conn + ["-N", "-B", "-e", "SHOW DATABASES"], changes=False)
+        result = execute.run([dumps.program("mysql", "mariadb")] + conn + ["-N", "-B", "-e", "SHOW DATABASES"],
+                             changes=False)
     except PackratError as exc:
         raise PackratError("mysql: cannot list the databases: %s" % exc) from None
     names = [line for line in result.out.split("\n") if line]
@@ -82,7 +83,8 @@ def list_databases(settings, conn):
 def _job(ctx, conn, database, what):
     def job():
         log.verbose("%s backup up database: %s" % (TAG, database))
-        return dumps.dump(ctx, database, ENGINE, ["mysqldump"] + conn + ["--opt"] + what)
+        argv = [dumps.program("mysqldump", "mariadb-dump")] + conn + ["--opt"] + what
+        return dumps.dump(ctx, database, ENGINE, argv)
     return job
 
 
