@@ -169,6 +169,13 @@ def restore_target(ctx, target, dest, day, source, host, files, force, work=None
     with catalog.gather(ctx, host, [source] if source else [], sizes=False, strict=True) as cat, \
             work_dir(ctx, work) as tmp:
         day, chosen = choose(ctx, cat, prefix, day, source)
+        if ctx.dry_run:
+            for archive in chosen:
+                fetch = [n for n in archive.names() if not cat.local_path(n)]
+                log.info("[dry run] would restore %s into %s%s" % (
+                    archive.base, dest, " after fetching %s from %s" % (", ".join(fetch), source)
+                    if fetch else ""))
+            return 0
         places = [catalog.fetch(cat, a.names(), source, tmp) for a in chosen]
         if not os.path.isdir(dest):
             os.makedirs(dest, mode=0o700)
@@ -246,6 +253,11 @@ def restore_database(ctx, engine, database, day, source, host, into, force, ciph
     with catalog.gather(ctx, host, [source] if source else [], sizes=False, strict=True) as cat, \
             work_dir(ctx, work) as tmp:
         dump = find_dump(cat, engine, database, day)
+        if ctx.dry_run:
+            log.info("[dry run] would restore %s into %s%s" % (
+                dump.name, "the server" if whole else "database %s" % target,
+                "" if cat.local_path(dump.name) else " after fetching it from %s" % source))
+            return 0
         place = catalog.fetch(cat, [dump.name], source, tmp)
         path = os.path.join(place, dump.name)
         with decode_stages(ctx.settings, path, cipher) as (stages, fds):

@@ -153,6 +153,15 @@ def test_from_local_upload_module(penv, week, tmp_path):
     assert snapshot(str(tmp_path / "mixed")) == snaps[WEEK[-1]]
 
 
+def test_dry_run_changes_nothing(penv, week, tmp_path):
+    src, snaps = week
+    proc = penv.run("-n", "restore", "-d", WEEK[3], src, tmp_path / "dry", check=0)
+    prefix = archive_prefix(HOST, src)
+    assert "[dry run] would restore %s-%s.master into" % (prefix, WEEK[0]) in proc.stdout
+    assert "[dry run] would restore %s-%s into" % (prefix, WEEK[3]) in proc.stdout
+    assert not (tmp_path / "dry").exists()
+
+
 def test_help_and_bad_arguments(penv):
     proc = penv.run("restore", "--help", check=0)
     assert "--from MODULE" in proc.stdout and "examples:" in proc.stdout
