@@ -280,23 +280,26 @@ def _check_name(name):
 
 
 def _mysql(ctx, stages, fds, target, whole, force):
+    from pypackrat import dumps
     from pypackrat.modules import mysql
+    client = dumps.program("mysql", "mariadb")
+    admin = dumps.program("mysqladmin", "mariadb-admin")
     with mysql.connection(ctx.settings) as conn:
         if not whole:
             _check_name(target)
             query = ("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s"
                      % _sql_literal(target))
-            found = execute.run(["mysql"] + conn + ["-N", "-B", "-e", query], changes=False)
+            found = execute.run([client] + conn + ["-N", "-B", "-e", query], changes=False)
             exists = bool(found and found.out.strip())
             if exists and not force:
                 raise PackratError("database %s exists: restore beside it with --into NAME, or "
                                    "replace it with --force" % target)
             if exists:
                 log.verbose("%s dropping database %s" % (TAG, target))
-                execute.run(["mysqladmin"] + conn + ["-f", "drop", target])
+                execute.run([admin] + conn + ["-f", "drop", target])
             log.verbose("%s creating database %s" % (TAG, target))
-            execute.run(["mysqladmin"] + conn + ["create", target])
-        load = ["mysql"] + conn + ([] if whole else [target])
+            execute.run([admin] + conn + ["create", target])
+        load = [client] + conn + ([] if whole else [target])
         log.verbose("%s loading into %s" % (TAG, "the server" if whole else target))
         try:
             execute.pipeline(stages + [load], os.devnull, pass_fds=fds)
