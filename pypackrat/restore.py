@@ -192,7 +192,9 @@ def restore_target(ctx, target, dest, day, source, host, files, force, work=None
     if absent:
         raise PackratError("not in the backup of %s as of %s: %s"
                            % (target, catalog.day_text(day), ", ".join(absent)))
-    what = " + ".join("%s %s" % (a.kind, catalog.day_text(a.day)) for a in chosen)
+    full = "incremental" if ctx.settings["FS_INCREMENTAL"] else "full"
+    what = " + ".join("%s %s" % ("master" if a.master else full, catalog.day_text(a.day))
+                      for a in chosen)
     log.info("Restored %s as of %s (%s) into %s" % (target, catalog.day_text(day), what, dest))
     return 0
 

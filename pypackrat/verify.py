@@ -310,6 +310,7 @@ def run(ctx, cat, v, day, a):
     log.verbose("%s the run of %s" % (TAG, catalog.day_text(day)))
     chains = v.chains(day)
     dumps = [d for d in cat.dumps() if d.day == day]
+    expected(ctx, cat, v, day, chains, dumps)
     if not chains and not dumps and not v.failures:
         raise PackratError("nothing to verify: no archive or dump dated %s" % catalog.day_text(day))
     names = []
@@ -327,6 +328,29 @@ def run(ctx, cat, v, day, a):
             v.test_dump(dump)
             names.append(dump.name)
     v.compare_copies(sorted(set(names)))
+
+
+def expected(ctx, cat, v, day, chains, dumps):
+    """What the run of ``day`` should have made and did not: an archive of
+    each existing FS_TARGETS directory, a dump of each database named in
+    MYSQL_TARGETS / POSTGRESQL_TARGETS (__ALL__ aside: what it covers varies),
+    for the backup modules that are enabled."""
+    from pypackrat import dumps as dump_names
+    enabled = ctx.settings["BACKUP_MODULES"]
+    when = catalog.day_text(day)
+    if "filesystem" in enabled:
+        made = {archive.prefix for archive, _ in chains}
+        for target in ctx.settings["FS_TARGETS"]:
+            if os.path.isdir(target) and catalog.target_prefix(cat.host, target) not in made:
+                v.fail("%s: no archive of it dated %s (%s-%s.*.dar)"
+                       % (target, when, catalog.target_prefix(cat.host, target), when))
+    for engine, key in (("mysql", "MYSQL_TARGETS"), ("postgresql", "POSTGRESQL_TARGETS")):
+        if engine not in enabled:
+            continue
+        made = {d.db for d in dumps if d.engine == engine}
+        for database in ctx.settings[key]:
+            if database != dump_names.ALL and dump_names.file_part(database) not in made:
+                v.fail("%s database %s: no dump of it dated %s" % (engine, database, when))
 
 
 def report(ctx, failures, notes, checked=None, day=None):

@@ -196,3 +196,18 @@ def test_dumps_decoded_in_full(penv, shared):
     make_dump(penv.backup_dir / mysql, sql, "blowfish")
     shutil.copy(penv.backup_dir / mysql, share / mysql)
     penv.run("verify", check=0)
+
+
+def test_a_target_or_database_missing_from_the_run(penv, shared, tmp_path):
+    src, share = shared
+    other = tmp_path / "other"
+    other.mkdir()
+    gone = tmp_path / "gone"  # not there: the filesystem module skips it, so does verify
+    penv.settings.update(BACKUP_MODULES=["filesystem", "mysql"],
+                         FS_TARGETS=[src, str(other), str(gone)],
+                         MYSQL_TARGETS=["shop", "__ALL__"])
+    proc = penv.run("verify", check=1)
+    assert "%s: no archive of it dated %s" % (other, WEEK[-1]) in proc.stderr
+    assert "mysql database shop: no dump of it dated %s" % WEEK[-1] in proc.stderr
+    assert str(gone) not in proc.stderr and "__ALL__" not in proc.stderr
+    assert "2 problem(s)" in proc.stderr
