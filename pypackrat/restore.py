@@ -227,19 +227,20 @@ def decode_stages(settings, path, cipher=None):
         yield [decrypt + ["-in", path], decompress], [fd]
 
 
-def find_dump(cat, engine, database, day):
+def find_dump(cat, engine, database, day, source=None):
     from pypackrat import dumps
     part = dumps.file_part(database)
     mine = [d for d in cat.dumps() if d.engine == engine and d.db == part]
+    hint = "" if source else " (add --from MODULE to look on a remote)"
     if not mine:
-        raise PackratError("no %s dump of %s (%s-%s-%s-DATE.sql.*) found"
-                           % (engine, database, cat.host, engine, part))
+        raise PackratError("no %s dump of %s (%s-%s-%s-DATE.sql.*) found%s"
+                           % (engine, database, cat.host, engine, part, hint))
     if day is not None:
         before = [d for d in mine if d.day <= day]
         if not before:
-            raise PackratError("no %s dump of %s on or before %s (the oldest is of %s)"
+            raise PackratError("no %s dump of %s on or before %s (the oldest is of %s)%s"
                                % (engine, database, catalog.day_text(day),
-                                  catalog.day_text(min(d.day for d in mine))))
+                                  catalog.day_text(min(d.day for d in mine)), hint))
         mine = before
     return max(mine, key=lambda d: (d.day, d.name))
 
@@ -254,7 +255,7 @@ def restore_database(ctx, engine, database, day, source, host, into, force, ciph
     target = into or database
     with catalog.gather(ctx, host, [source] if source else [], sizes=False, strict=True) as cat, \
             work_dir(ctx, work) as tmp:
-        dump = find_dump(cat, engine, database, day)
+        dump = find_dump(cat, engine, database, day, source)
         if ctx.dry_run:
             log.info("[dry run] would restore %s into %s%s" % (
                 dump.name, "the server" if whole else "database %s" % target,

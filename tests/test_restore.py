@@ -192,23 +192,32 @@ def test_database_restored_into_a_new_one_as_of_each_day(penv, engine, request, 
     server.fill(db, rows=20)
     more = {"ENCRYPTION_KEY": KEY, "DB_CIPHER": "aes-256-cbc"} if engine == "mysql" else \
         {"ENCRYPTION_KEY": KEY, "DB_CIPHER": "blowfish", "COMPRESSOR": "zstd"}
-    db_settings(penv, engine, server, [db], **more)
+    share = tmp_path / "share"
+    share.mkdir()
+    db_settings(penv, engine, server, [db], UPLOAD_MODULES=["local"], LOCAL_DIR=str(share), **more)
     penv.run(date=DAY1, check=0)
     first = server.contents(db)
     server.sql("DELETE FROM people WHERE id < 10; INSERT INTO counters VALUES ('c', 3)", db)
     penv.run(date=DAY2, check=0)
     second = server.contents(db)
     assert first != second
+    for name in os.listdir(penv.backup_dir):  # the first night's dump is on the remote only
+        if DAY1 in name:
+            os.unlink(penv.backup_dir / name)
+    proc = penv.run("restore", "-d", DAY1, engine, db, "--into", db + "_x", check=1)
+    assert "no %s dump of %s on or before %s" % (engine, db, DAY1) in proc.stderr
+    assert "add --from MODULE" in proc.stderr
+    penv.settings["UPLOAD_MODULES"] = []
     for day, want in ((DAY1, first), (DAY2, second)):
         into = "%s_%s" % (db, day)
-        proc = penv.run("restore", "-d", day, engine, db, "--into", into, check=0)
+        proc = penv.run("restore", "--from", "local", "-d", day, engine, db, "--into", into, check=0)
         assert "Restored testhost-%s-%s-%s.sql." % (engine, db, day) in proc.stdout
         assert server.contents(into) == want
     # the original's name exists: refused without --force, replaced with it
-    proc = penv.run("restore", "-d", DAY1, engine, db, check=1)
+    proc = penv.run("restore", "-d", DAY2, engine, db, check=1)
     assert "database %s exists" % db in proc.stderr and "--into" in proc.stderr
     assert server.contents(db) == second
-    penv.run("restore", "-d", DAY1, engine, db, "--force", check=0)
+    penv.run("restore", "--from", "local", "-d", DAY1, engine, db, "--force", check=0)
     assert server.contents(db) == first
     assert KEY not in proc.stdout + proc.stderr and server.password not in proc.stderr
 
