@@ -298,6 +298,37 @@ def test_slices_and_a_rerun_the_same_day(fs):
     assert restore(bk, ["%s-20240107.master" % p], str(fs.tmp / "r")) == snapshot(src)
 
 
+def test_file_changing_while_read_is_a_success(fs):
+    """dar exit 11 (a file changed while dar read it) counts as success: the
+    archive gets its final name and the run exits 0."""
+    src, bk = str(fs.src), str(fs.backup_dir)
+    growing = os.path.join(src, "growing.log")
+    write(growing, os.urandom(12 << 20))
+    write(os.path.join(src, "still.txt"), "still\n")
+    done = threading.Event()
+
+    def grow():
+        with open(growing, "ab") as fh:
+            while not done.is_set():
+                fh.write(b"x")
+                fh.flush()
+                done.wait(0.002)
+
+    thread = threading.Thread(target=grow)
+    thread.start()
+    try:
+        proc = fs.run("-v", date="20240107")
+    finally:
+        done.set()
+        thread.join()
+    assert proc.returncode == 0, proc.stderr
+    assert "changed while dar read them (dar exit 11)" in proc.stdout
+    p = prefix(src)
+    assert dar_names(bk) == ["%s-20240107.master.1.dar" % p]
+    got = restore(bk, ["%s-20240107.master" % p], str(fs.tmp / "r"))
+    assert got["still.txt"] == snapshot(src)["still.txt"]
+
+
 def test_missing_target_is_skipped(fs):
     missing = str(fs.tmp / "not-there")
     fs.settings["FS_TARGETS"] = [missing, str(fs.src)]
@@ -371,6 +402,7 @@ def test_key_never_on_a_command_line(fs):
         write(os.path.join(src, "r%d.bin" % i), os.urandom(6 << 20))
     fs.settings["ENCRYPTION_KEY"] = key
     needle = key.encode()
+    mine = os.path.join(str(fs.backup_dir), ".packrat-tmp-").encode()
     seen = {"samples": 0, "dar": 0, "key": []}
     done = threading.Event()
 
@@ -388,8 +420,8 @@ def test_key_never_on_a_command_line(fs):
                 if needle in cmdline:
                     seen["key"].append(cmdline)
                 words = cmdline.split(b"\0")
-                if os.path.basename(words[0]) == b"dar" and b"-c" in words:
-                    seen["dar"] += 1
+                if os.path.basename(words[0]) == b"dar" and any(w.startswith(mine) for w in words):
+                    seen["dar"] += 1  # this test's dar, not another test's
 
     thread = threading.Thread(target=sample)
     thread.start()
@@ -455,7 +487,8 @@ def test_dar_failing_mid_archive_leaves_no_slice(fs):
                             words = fh.read().split(b"\0")
                     except OSError:
                         continue
-                    if os.path.basename(words[0]) == b"dar" and any(b".packrat-tmp-" in w for w in words):
+                    mine = os.path.join(bk, ".packrat-tmp-").encode()  # this test's dar only
+                    if os.path.basename(words[0]) == b"dar" and any(w.startswith(mine) for w in words):
                         os.kill(int(pid), signal.SIGKILL)
                         killed.append(sorted(os.listdir(bk)))
             time.sleep(0.002)
