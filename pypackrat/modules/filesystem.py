@@ -255,13 +255,12 @@ def backup_target(ctx, target):
     directory = ctx.backup_dir
     names = os.listdir(directory) if os.path.isdir(directory) else []
     base, reference, kind = plan(ctx, target, names)
-    log.verbose("%s backing up %s to %s (%s%s)"
-                % (TAG, target, os.path.join(directory, base), kind,
-                   ", against %s" % reference if reference else ""))
+    what = "%s to %s (%s%s)" % (target, os.path.join(directory, base), kind,
+                                ", against %s" % reference if reference else "")
     if ctx.dry_run:
-        log.info("[dry run] %s would back up %s to %s (%s%s)"
-                 % (TAG, target, os.path.join(directory, base), kind,
-                    ", against %s" % reference if reference else ""))
+        log.info("[dry run] %s would back up %s" % (TAG, what))
+    else:
+        log.verbose("%s backing up %s" % (TAG, what))
     temp = temporary_base(base)
     ref_path = os.path.join(directory, reference) if reference else None
     with key_file(ctx.settings, reference) as key:
@@ -282,6 +281,9 @@ def backup_target(ctx, target):
     if result.code == 11:
         log.verbose("%s some files of %s changed while dar read them (dar exit 11); "
                     "they are saved as dar found them" % (TAG, target))
+        for line in result.err.splitlines():
+            if line.strip():
+                log.verbose("%s   %s" % (TAG, line.strip()))
     for line in result.out.splitlines():
         if line.strip() and not line.strip().startswith("---"):
             log.verbose("%s   %s" % (TAG, line.strip()))
