@@ -19,8 +19,8 @@ from pypackrat.errors import PackratError
 from pypackrat.transfer import Remote as BaseRemote
 
 MiB = 1 << 20
-MULTIPART_THRESHOLD = 64 * MiB
-MIN_PART = 16 * MiB
+MULTIPART_THRESHOLD = 8 * MiB  # boto3's own default
+MIN_PART = 8 * MiB  # boto3's own default
 MAX_PARTS = 10000
 BATCH = 1000  # keys per DeleteObjects request
 STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
@@ -34,7 +34,7 @@ def split_bucket(value):
 
 
 def part_size(size):
-    """A part size (whole MiB, at least 16 MiB) that keeps ``size`` bytes
+    """A part size (whole MiB, at least boto3's 8 MiB) that keeps ``size`` bytes
     under 10,000 parts, with room to spare."""
     need = math.ceil(size / (MAX_PARTS - 100) / MiB) * MiB
     return max(MIN_PART, need)
@@ -155,7 +155,7 @@ class Remote(BaseRemote):
     def transfer_config(self, size):
         from boto3.s3.transfer import TransferConfig
         return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                              multipart_chunksize=part_size(size), max_concurrency=8)
+                              multipart_chunksize=part_size(size), max_concurrency=10)
 
     def put(self, local_path, remote_name, progress=None):
         client = self._conn()
