@@ -187,3 +187,21 @@ def test_without_smtp_host_mail_goes_through_local_sendmail(penv, tmp_path):
     assert "You may not have a stable backup for today." in body
     assert "k3y-sekrit" not in body and "k3y-sekrit" not in kept.read_text()
     assert (tmp_path / "sent.args").read_text().split() == ["-t", "-oi"]
+
+
+def test_nightly_run_uploads_this_runs_new_files_to_local(penv, tmp_path):
+    """Backup modules hand their new files to the upload modules: only those
+    (not older files of BACKUP_DIR), byte for byte."""
+    src = tmp_path / "src"
+    touch(src / "a.txt", b"hello")
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    older = touch(penv.backup_dir / ("testhost-mysql-db-%s.sql.bz2" % day(1)))
+    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(src)], UPLOAD_MODULES=["local"],
+               LOCAL_DIR=str(nas))
+    penv.run(date=day(0), check=0)
+    made = sorted(p.name for p in penv.backup_dir.iterdir() if p != older)
+    assert made and all(day(0) in name for name in made)
+    assert sorted(os.listdir(nas)) == made
+    for name in made:
+        assert (nas / name).read_bytes() == (penv.backup_dir / name).read_bytes()
