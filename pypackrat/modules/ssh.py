@@ -153,6 +153,17 @@ class Remote(BaseRemote):
         self.client = client
         self.sftp = client.open_sftp()
         self.sftp.get_channel().settimeout(TIMEOUT * 5)
+        try:
+            mode = self.sftp.stat(self.directory).st_mode
+        except FileNotFoundError:
+            self.close()
+            raise PackratError("%s: SSH_DIR %s does not exist on the server" % (self.describe(), self.directory))
+        except PermissionError:
+            self.close()
+            raise PackratError("%s: SSH_DIR %s: permission denied" % (self.describe(), self.directory))
+        if mode is not None and not stat.S_ISDIR(mode):
+            self.close()
+            raise PackratError("%s: SSH_DIR %s is not a directory" % (self.describe(), self.directory))
 
     def close(self):
         for thing in (self.sftp, self.client):
@@ -213,6 +224,12 @@ class Remote(BaseRemote):
                 watcher.join()
 
     def put(self, local_path, remote_name, progress=None):
+        try:
+            self._put(local_path, remote_name, progress)
+        except PermissionError as exc:  # not worth a retry
+            raise PackratError("%s: cannot write %s: %s" % (self.describe(), remote_name, exc))
+
+    def _put(self, local_path, remote_name, progress):
         sftp = self._conn()
         if self.use_openssh():
             self._scp(self._scp_argv() + ["--", local_path, self._spec(remote_name)],
