@@ -16,8 +16,8 @@ Names (kept from the original, restores and retention depend on them)::
     HOST-postgresql-all.globals-TODAY.sql.bz2   (roles and tablespaces, with DB_SPLIT_ALL)
 
 ``.sql.zst`` with COMPRESSOR=zstd. An encrypted dump keeps the same name.
-The helpers ``dump_name``, ``parse_dump_name``, ``decompress_argv`` and
-``decrypt_argv`` are for restoring, too.
+The helpers ``dump_name``, ``parse_dump_name``, ``is_encrypted``,
+``decompress_argv`` and ``decrypt_argv`` are for restoring, too.
 """
 import contextlib
 import os
@@ -90,6 +90,14 @@ def decompress_argv(name):
         if name.endswith(ext):
             return list(argv)
     raise PackratError("%s: not a .bz2 or .zst dump" % name)
+
+
+def is_encrypted(path):
+    """True for an encrypted dump: openssl's "Salted__" header (a bzip2
+    dump starts with "BZh", a zstd one with 28 b5 2f fd). The cipher is not
+    recorded in the file: it is DB_CIPHER of the run that made it."""
+    with open(path, "rb") as fh:
+        return fh.read(8) == b"Salted__"
 
 
 def encrypt_argv(cipher, pass_fd):

@@ -204,6 +204,7 @@ def test_one_database_restores_identical(penv, engine, server, cipher, tmp_path)
         assert raw.startswith(b"Salted__")  # the original's openssl format
     else:
         assert raw.startswith(b"BZh9")
+    assert dumps.is_encrypted(path) == bool(cipher)
     sql = plain_sql(path, cipher, tmp_path)
     target = server.new_database("restored")
     server.restore(sql, target)
