@@ -259,6 +259,16 @@ def test_upload_list_delete(backend, penv):
     assert backend.files() == sources
 
 
+def test_a_second_upload_of_a_name_replaces_the_first(backend, penv):
+    """-U of a day already sent: the remote copy becomes the new file,
+    even when the new one is shorter."""
+    ctx = context(penv, backend)
+    name = "testhost-again-%s.1.dar" % TODAY
+    backend.inject(name, b"the earlier, longer copy of this archive")
+    run.upload(ctx, backend.name, [archive(penv, name, b"new")])
+    assert backend.files() == {name: b"new"}
+
+
 @pytest.mark.parametrize("damaged_attempts", [1, 99])
 def test_verification_catches_a_wrong_size(backend, penv, damaged_attempts):
     """The remote copy loses its last byte after the put: caught; a retry

@@ -186,6 +186,15 @@ def test_s3_storage_class_and_encryption_reach_the_object(penv, s3d):
     assert head["ServerSideEncryption"] == "AES256"
 
 
+def test_s3_rename_copies_and_removes(penv, s3d):
+    """Never needed by an upload (puts are atomic), there for the interface."""
+    s3d.inject("%s/a.partial" % s3d.prefix, b"payload")
+    ctx = context(penv, "s3", **s3d.settings())
+    with remote_for(ctx, "s3") as remote:
+        remote.rename("a.partial", "a")
+    assert s3d.names() == ["a"] and s3d.objects()["%s/a" % s3d.prefix] == b"payload"
+
+
 def test_s3_bucket_without_prefix_lists_only_its_top_level(penv, s3d):
     s3d.inject("testhost-top-%s.1.dar" % TODAY, b"top")
     s3d.inject("%s/testhost-below-%s.1.dar" % (s3d.prefix, TODAY), b"below")
