@@ -231,13 +231,17 @@ def test_all_restores_identical_into_a_fresh_server(penv, engine, server, fresh_
 
 def test_split_all_with_exclude(penv, engine, server, tmp_path):
     keep = source_db(server)
-    skipped = source_db(server)
+    skipped = server.new_database("skipme")
+    excluded = server.new_database("excluded")
     configure(penv, engine, server, ["__ALL__"], DB_SPLIT_ALL=True,
-              **{("MYSQL_EXCLUDE" if engine == "mysql" else "POSTGRESQL_EXCLUDE"): [skipped, "nomatch*"]})
+              **{("MYSQL_EXCLUDE" if engine == "mysql" else "POSTGRESQL_EXCLUDE"):
+                 ["skipme_*", excluded, "nomatch*"]})
     penv.run(date=TODAY, check=0)
     made = sorted(os.listdir(penv.backup_dir))
+    assert name(engine, skipped) not in made and name(engine, excluded) not in made
     expected = {d for d in server.databases()
-                if d not in ("information_schema", "performance_schema", "sys", skipped)}
+                if d not in ("information_schema", "performance_schema", "sys", excluded)
+                and not d.startswith("skipme_")}
     if engine == "postgresql":
         expected.add("all.globals")
     assert made == sorted(name(engine, d) for d in expected)
@@ -289,6 +293,35 @@ def test_original_blowfish_command_reads_the_dump(penv, server, engine, tmp_path
                           capture_output=True, check=True)
     sql = subprocess.run(["bzip2", "-dc"], input=proc.stdout, capture_output=True, check=True).stdout
     assert db.encode() in sql or b"people" in sql
+
+
+def test_without_password_no_secret_file_is_used(penv, engine, server, tmp_path):
+    """Empty MYSQL_PASS / POSTGRESQL_PASS: the clients authenticate as before
+    (here: root over TCP without password, postgres by trust)."""
+    db = source_db(server)
+    configure(penv, engine, server, [db])
+    if engine == "mysql":
+        penv.write(MYSQL_USER="root", MYSQL_PASS="")
+    else:
+        penv.write(POSTGRESQL_USER="postgres", POSTGRESQL_PASS="")
+    proc = penv.run("-v", date=TODAY, check=0)
+    assert "--defaults-file" not in proc.stdout
+    sql = plain_sql(penv.backup_dir / name(engine, db), None, tmp_path)
+    target = server.new_database("restored")
+    server.restore(sql, target)
+    assert server.contents(target) == server.contents(db)
+
+
+def test_mysql_password_is_not_overridden_by_home_my_cnf(penv, mariadb_server, tmp_path):
+    """A ~/.my.cnf with another password does not override MYSQL_PASS (it
+    would with --defaults-extra-file: that file is read before ~/.my.cnf)."""
+    db = source_db(mariadb_server)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".my.cnf").write_text("[client]\npassword=stale-password\n")
+    configure(penv, "mysql", mariadb_server, [db])
+    penv.run(date=TODAY, env={"HOME": str(home)}, check=0)
+    assert os.listdir(penv.backup_dir) == [name("mysql", db)]
 
 
 # -- failures ---------------------------------------------------------------------
