@@ -254,3 +254,31 @@ def test_ssh_permission_denied_is_not_retried(penv, sshd):
     assert "cannot write testhost-h-%s.1.dar.partial" % TODAY in proc.stderr
     assert "retrying" not in proc.stderr and "Traceback" not in proc.stderr
     assert os.listdir(sshd.root) == []
+
+
+@pytest.mark.parametrize("client", ["paramiko", "openssh"])
+def test_progress_shows_on_a_terminal_only(penv, sshd, client):
+    import pty
+    import subprocess
+    from tests.conftest import PACKRAT
+    archive(penv, "testhost-p-%s.1.dar" % TODAY, os.urandom(10 << 20))  # over 8 MiB: a bar
+    penv.write(UPLOAD_MODULES=["ssh"], **sshd.settings(SSH_CLIENT=client, SSH_BWLIMIT=160000))
+    master, slave = pty.openpty()
+    env = dict(os.environ, PACKRAT_DATE=TODAY)
+    proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path), "-U", TODAY],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed: packrat is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait() == 0
+    assert b"ssh testhost-p-%s.1.dar" % TODAY.encode() in seen and b"%" in seen
+    quiet = penv.run("-U", TODAY, date=TODAY, check=0)  # no terminal: as under cron
+    assert "%" not in quiet.stderr and "%" not in quiet.stdout
