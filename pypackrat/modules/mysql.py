@@ -72,8 +72,8 @@ def list_databases(settings, conn):
     """The databases __ALL__ covers (SHOW DATABASES without the system
     schemas and MYSQL_EXCLUDE)."""
     try:
-        result = execute.run([dumps.program("mysql", "mariadb")] + conn + ["-N", "-B", "-e", "SHOW DATABASES"],
-                             changes=False)
+        argv = [dumps.program("mysql", "mariadb")] + conn + ["-N", "-B", "-e", "SHOW DATABASES"]
+        result = execute.run(argv, changes=False)
     except PackratError as exc:
         raise PackratError("mysql: cannot list the databases: %s" % exc) from None
     names = [line for line in result.out.split("\n") if line]

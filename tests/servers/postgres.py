@@ -19,7 +19,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
 
