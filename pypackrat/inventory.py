@@ -7,6 +7,7 @@ whose master is gone, a slice missing, a copy only remote or only local, a
 size that differs between local and remote.
 """
 import argparse
+import textwrap
 
 from pypackrat import catalog, log
 
@@ -23,11 +24,12 @@ def parser():
     return argparse.ArgumentParser(
         prog="packrat list",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="List the filesystem chains and database dumps of this host in BACKUP_DIR "
+        description=textwrap.fill(
+            "List the filesystem chains and database dumps of this host in BACKUP_DIR "
                     "and on each upload module's remote, with dates and sizes, and the problems "
                     "found: incrementals whose master is gone, missing slices, copies only "
                     "remote or only local, sizes that differ. Exit 0; 1 when a remote cannot "
-                    "be read.",
+                    "be read.", 78),
         epilog=EXAMPLES)
 
 

@@ -16,6 +16,7 @@ Archives missing from BACKUP_DIR are fetched from an upload module's remote
 with ``--from MODULE`` into a temporary directory, removed afterwards.
 """
 import argparse
+import textwrap
 import contextlib
 import os
 import shutil
@@ -50,10 +51,11 @@ def parser():
     p = argparse.ArgumentParser(
         prog="packrat restore",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Restore a filesystem target (an FS_TARGETS path, or an archive name prefix "
+        description=textwrap.fill(
+            "Restore a filesystem target (an FS_TARGETS path, or an archive name prefix "
                     "such as myserver-home-sites) into a directory, or a database dump "
                     "(mysql DB / postgresql DB; DB 'all' for a whole-server dump) into a "
-                    "database, as of a date (default: the newest archive).",
+                    "database, as of a date (default: the newest archive).", 78),
         epilog=EXAMPLES)
     p.add_argument("what", metavar="TARGET|mysql|postgresql",
                    help="a filesystem target, or the word mysql or postgresql")

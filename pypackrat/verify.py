@@ -18,6 +18,7 @@ that has it and tested there. Any failure: the names of the bad files on
 stderr, the failure mail to ADMIN_EMAIL (as a nightly run sends it), exit 1.
 """
 import argparse
+import textwrap
 import filecmp
 import os
 import random
@@ -45,11 +46,12 @@ def parser():
     p = argparse.ArgumentParser(
         prog="packrat verify",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Test every archive and dump of the newest run (or of --date): dar -t "
+        description=textwrap.fill(
+            "Test every archive and dump of the newest run (or of --date): dar -t "
                     "over each archive and its master, a full decrypt and decompress of each "
                     "dump, and the remote copies against the local ones (size, checksum). "
                     "Exit 0 when all is good; otherwise the bad files on stderr, the failure "
-                    "mail, exit 1.",
+                    "mail, exit 1.", 78),
         epilog=EXAMPLES)
     p.add_argument("-d", "--date", metavar="YYYYMMDD", help="the run to verify (default: the newest)")
     p.add_argument("--sample", type=int, default=0, metavar="N",
