@@ -265,3 +265,26 @@ def test_mysql_all_restores_into_the_server(penv, mariadb_fresh):
     proc = penv.run("restore", "mysql", "all", check=0)
     assert "Restored testhost-mysql-all-%s.sql.bz2 into the server" % DAY1 in proc.stdout
     assert server.contents(db) == want
+
+
+def test_full_archives_when_incremental_is_off(penv, tmp_path):
+    """FS_INCREMENTAL=no: the original names every archive without .master,
+    each a full one: restored alone, listed as full, no orphan reported."""
+    from tests.archives import mutate, original_dar
+    src = str(tmp_path / "data" / "full")
+    os.makedirs(src)
+    snaps = {}
+    for i, day in enumerate(WEEK[:3]):
+        mutate(src, i)
+        name = original_dar(str(penv.backup_dir), HOST, src, day)
+        os.rename(penv.backup_dir / (name + ".1.dar"),  # the original's name for a full archive
+                  penv.backup_dir / (name.replace(".master", "") + ".1.dar"))
+        snaps[day] = snapshot(src)
+    penv.settings.update(FS_INCREMENTAL=False, FS_TARGETS=[src])
+    for day in WEEK[:3]:
+        proc = penv.run("restore", "-d", day, src, tmp_path / day, check=0)
+        assert "(full %s)" % day in proc.stdout
+        assert snapshot(str(tmp_path / day)) == snaps[day]
+    out = penv.run("list", check=0).stdout
+    assert out.count(" full ") == 3 and "No problems found." in out
+    penv.run("verify", check=0)
