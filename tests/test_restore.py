@@ -288,3 +288,27 @@ def test_full_archives_when_incremental_is_off(penv, tmp_path):
     out = penv.run("list", check=0).stdout
     assert out.count(" full ") == 3 and "No problems found." in out
     penv.run("verify", check=0)
+
+
+def test_original_dump_command_lines_restore(penv, mariadb_server, tmp_path):
+    """Dumps written by the original's own pipeline (LEGACY.md):
+    ``mysqldump -u USER --opt -h HOST -P PORT DB | bzip2 [| openssl enc -e -salt
+    -bf -pass pass:KEY] > FILE`` (OpenSSL 3 needs the legacy provider for -bf:
+    added, as on a machine where the original's encryption worked; the key
+    from the environment here, the same key derivation as pass:KEY)."""
+    import subprocess
+    server = mariadb_server
+    db = server.new_database("orig")
+    server.fill(db, rows=15)
+    want = server.contents(db)
+    env = dict(os.environ, MYSQL_PWD=server.password, K=KEY)
+    base = "mysqldump -u %s --opt -h 127.0.0.1 -P %d %s | bzip2" % (server.user, server.port, db)
+    for day, encrypt in ((DAY1, ""), (DAY2, " | openssl enc -e -provider legacy -provider default "
+                                             "-salt -bf -pass env:K")):
+        out = penv.backup_dir / ("testhost-mysql-%s-%s.sql.bz2" % (db, day))
+        subprocess.run(["bash", "-o", "pipefail", "-c", base + encrypt + ' > "$1"', "bash", str(out)],
+                       env=env, check=True)
+    db_settings(penv, "mysql", server, [db], ENCRYPTION_KEY=KEY, DB_CIPHER="blowfish")
+    for day in (DAY1, DAY2):
+        penv.run("restore", "-d", day, "mysql", db, "--into", "%s_%s" % (db, day), check=0)
+        assert server.contents("%s_%s" % (db, day)) == want
