@@ -69,3 +69,27 @@ def test_list_and_verify_see_every_remote(nightly_week):
     proc = env.run("verify", check=0)
     n = len([x for x in names if WEEK[0] + ".master." in x or WEEK[-1] + "." in x])
     assert "2 archive(s) tested, 0 dump(s) decoded, %d remote copies compared" % (3 * n) in proc.stdout
+
+
+def test_verify_and_list_catch_damaged_remote_copies(nightly_week, sshd_server, s3_server):
+    env, src, snaps, names = nightly_week
+    victim = [n for n in names if WEEK[-1] + ".1.dar" in n][0]
+    local = (env.backup_dir / victim).read_bytes()
+    ssh_copy = os.path.join(sshd_server.root, victim)
+    key = "%s/%s" % (s3_server.prefix, victim)
+    try:
+        with open(ssh_copy, "r+b") as fh:  # truncated on the ssh remote
+            fh.truncate(100)
+        flipped = bytearray(local)  # same size, one byte changed on s3
+        flipped[len(flipped) // 2] ^= 0xFF
+        s3_server.inject(key, bytes(flipped))
+        proc = env.run("verify", check=1)
+        assert "%s: the copy on ssh has 100 bytes, the local file %d" % (victim, len(local)) in proc.stderr
+        assert "%s: the copy on s3 differs from the local file (md5)" % victim in proc.stderr
+        assert "2 problem(s)" in proc.stderr
+        out = env.run("list", check=0).stdout
+        assert "%s: %d bytes in BACKUP_DIR, 100 on ssh" % (victim, len(local)) in out
+    finally:
+        with open(ssh_copy, "wb") as fh:
+            fh.write(local)
+        s3_server.inject(key, local)
