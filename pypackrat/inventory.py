@@ -15,7 +15,7 @@ EXAMPLES = """\
 examples:
   packrat list                 BACKUP_DIR and every module of UPLOAD_MODULES
   packrat list --local         BACKUP_DIR only (no connection)
-  packrat list -u ssh          BACKUP_DIR and the ssh remote only (a global flag)
+  packrat -u ssh list          BACKUP_DIR and the ssh remote only (-u before the action)
   packrat list --host oldbox   the archives another host left on the remotes
 """
 
