@@ -290,14 +290,21 @@ def main(ctx, args):
         raise PackratError("--sample needs a number of files, 0 or more")
     day = catalog.parse_date(a.date) if a.date else None
     remotes = [] if a.local else list(ctx.settings["UPLOAD_MODULES"])
-    with catalog.gather(ctx, a.host, remotes, sizes=True) as cat, work_dir(ctx, a.work_dir) as tmp:
-        v = Verifier(ctx, cat, a, tmp)
-        for message in cat.errors:
-            v.fail(message)
-        try:
-            run(ctx, cat, v, day, a)
-        except PackratError as exc:
-            v.fail(str(exc))
+    # verify only reads (its temporary files aside): with -n it runs all the
+    # same, and only the failure mail stays a "would mail"
+    execute.set_dry_run(False)
+    try:
+        with catalog.gather(ctx, a.host, remotes, sizes=True) as cat, \
+                work_dir(ctx, a.work_dir) as tmp:
+            v = Verifier(ctx, cat, a, tmp)
+            for message in cat.errors:
+                v.fail(message)
+            try:
+                run(ctx, cat, v, day, a)
+            except PackratError as exc:
+                v.fail(str(exc))
+    finally:
+        execute.set_dry_run(ctx.dry_run)
     return report(ctx, v.failures, v.notes, v.checked, v.day)
 
 

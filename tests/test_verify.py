@@ -211,3 +211,12 @@ def test_a_target_or_database_missing_from_the_run(penv, shared, tmp_path):
     assert "mysql database shop: no dump of it dated %s" % WEEK[-1] in proc.stderr
     assert str(gone) not in proc.stderr and "__ALL__" not in proc.stderr
     assert "2 problem(s)" in proc.stderr
+
+
+def test_dry_run_still_tests_and_does_not_mail(penv, shared):
+    src, share = shared
+    flip_byte(penv.backup_dir / name(src, WEEK[0], 2))
+    proc = penv.run("-n", "verify", "--local", check=1)
+    assert name(src, WEEK[0], 2) in proc.stderr
+    assert "[dry run] would mail admin@example.org: Packrat: Error" in proc.stdout
+    assert penv.mails() == []
