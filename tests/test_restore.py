@@ -312,3 +312,41 @@ def test_original_dump_command_lines_restore(penv, mariadb_server, tmp_path):
     for day in (DAY1, DAY2):
         penv.run("restore", "-d", day, "mysql", db, "--into", "%s_%s" % (db, day), check=0)
         assert server.contents("%s_%s" % (db, day)) == want
+
+
+def test_no_secret_in_any_argv_or_environment(penv, encrypted_week, mariadb_server, postgres_server,
+                                              tmp_path):
+    """Every program restore runs goes through a wrapper (first in PATH)
+    that records its argv and environment: neither holds the key or a
+    database password."""
+    src, snaps = encrypted_week
+    log = tmp_path / "calls.log"
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    programs = ["dar", "openssl", "bzip2", "zstd", "mysql", "mariadb", "mysqladmin", "mariadb-admin",
+                "psql", "createdb", "dropdb"]
+    for program in programs:
+        real = shutil.which(program)
+        if real:
+            (wrappers / program).write_text(
+                '#!/bin/sh\n{ printf "%%s\\n" "$0 $*"; env; echo; } >> %s\nexec %s "$@"\n' % (log, real))
+            (wrappers / program).chmod(0o755)
+    path = {"PATH": "%s:%s" % (wrappers, os.environ["PATH"])}
+    mdb, pdb = mariadb_server.new_database("sec"), postgres_server.new_database("sec")
+    mariadb_server.fill(mdb, rows=3)
+    postgres_server.fill(pdb, rows=3)
+    db_settings(penv, "mysql", mariadb_server, [mdb], DB_CIPHER="aes-256-cbc")
+    db_settings(penv, "postgresql", postgres_server, [pdb], BACKUP_MODULES=["mysql", "postgresql"])
+    penv.run(date=DAY1, check=0)
+    penv.run("restore", "-d", WEEK[2], src, tmp_path / "fs", env=path, check=0)
+    penv.run("restore", "mysql", mdb, "--into", mdb + "_s", env=path, check=0)
+    penv.run("restore", "postgresql", pdb, "--into", pdb + "_s", env=path, check=0)
+    penv.run("verify", "-d", DAY1, env=path, check=0)  # the master of that day, and the dumps
+    calls = log.read_text()
+    called = {line.split()[0].rsplit("/", 1)[-1] for line in calls.splitlines()
+              if line.startswith(str(wrappers))}
+    assert {"dar", "openssl", "bzip2", "psql", "createdb"} <= called, called
+    assert called & {"mysql", "mariadb"} and called & {"mysqladmin", "mariadb-admin"}, called
+    for secret in (KEY, mariadb_server.password, postgres_server.password):
+        assert secret not in calls
+    assert mariadb_server.contents(mdb + "_s") == mariadb_server.contents(mdb)
