@@ -125,8 +125,9 @@ class Catalog:
 
     # -- gathering -------------------------------------------------------
     def mine(self, name):
-        return name.startswith(self.host + "-") and not execute.is_temporary(name) \
-            and not name.endswith(transfer.PARTIAL)
+        """A name of this host's (every host's when ``host`` is empty)."""
+        return (not self.host or name.startswith(self.host + "-")) \
+            and not execute.is_temporary(name) and not name.endswith(transfer.PARTIAL)
 
     def add(self, location, name, size):
         if location not in self.locations:
@@ -271,7 +272,7 @@ def gather(ctx, host=None, remotes=(), sizes=True, strict=False):
     """A Catalog of BACKUP_DIR and of each upload module in ``remotes``,
     with those remotes open for the block. A remote that cannot be read is
     noted in ``catalog.errors`` (or raised, with ``strict``)."""
-    catalog = Catalog(host or ctx.hostname)
+    catalog = Catalog(ctx.hostname if host is None else host)
     catalog.add_local(ctx.backup_dir)
     opened = []
     try:

@@ -163,7 +163,9 @@ def choose(ctx, cat, prefix, day, source):
 
 
 def restore_target(ctx, target, dest, day, source, host, files, force, work=None):
-    host = host or ctx.hostname
+    if "/" not in target and not host:
+        host = ""  # an archive prefix names its host itself
+    host = ctx.hostname if host is None else host
     prefix = catalog.target_prefix(host, target)
     dest = os.path.abspath(dest)
     _check_destination(dest, force)

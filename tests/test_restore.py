@@ -68,6 +68,19 @@ def test_newest_by_default_and_dates_between(penv, week, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_by_archive_prefix_of_another_host(penv, week, tmp_path):
+    """An archive prefix (as the names show it) needs no FS_TARGETS entry and
+    no --host: a replacement machine restores the old one's archives."""
+    src, snaps = week
+    penv.settings.update(HOSTNAME="newbox", FS_TARGETS=[])
+    proc = penv.run("restore", "-d", WEEK[4], archive_prefix(HOST, src), tmp_path / "p", check=0)
+    assert snapshot(str(tmp_path / "p")) == snaps[WEEK[4]]
+    proc = penv.run("restore", src, tmp_path / "q", check=1)
+    assert "no archive of newbox" in proc.stderr
+    penv.run("restore", "--host", HOST, src, tmp_path / "q", check=0)
+    assert snapshot(str(tmp_path / "q")) == snaps[WEEK[-1]]
+
+
 def test_refuses_non_empty_destination_unless_forced(penv, week, tmp_path):
     src, snaps = week
     dest = tmp_path / "busy"
