@@ -24,7 +24,6 @@ from pypackrat.errors import PackratError
 LOCAL = "BACKUP_DIR"  # the location name of BACKUP_DIR (an upload module may be "local")
 
 
-
 def parse_date(text):
     """A YYYYMMDD argument as a date; PackratError otherwise."""
     try:
