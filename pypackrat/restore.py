@@ -205,12 +205,6 @@ def restore_target(ctx, target, dest, day, source, host, files, force, work=None
 
 # -- databases -------------------------------------------------------------------
 
-def is_encrypted(path):
-    """openssl enc output starts with "Salted__" (the salt header)."""
-    with open(path, "rb") as fh:
-        return fh.read(8) == b"Salted__"
-
-
 @contextlib.contextmanager
 def decode_stages(settings, path, cipher=None):
     """(stages, pass_fds): the commands that turn a dump file back into SQL
@@ -219,7 +213,7 @@ def decode_stages(settings, path, cipher=None):
     commands are the dump module's own (pypackrat.dumps)."""
     from pypackrat import dumps
     decompress = dumps.decompress_argv(path)
-    if not is_encrypted(path):
+    if not dumps.is_encrypted(path):
         yield [decompress + [path]], []
         return
     key = settings["ENCRYPTION_KEY"]
