@@ -15,7 +15,7 @@ import contextlib
 import fcntl
 import os
 
-from pypackrat import log, mail, modules, retention, transfer
+from pypackrat import execute, log, mail, modules, retention, transfer
 from pypackrat.errors import LockedError, PackratError
 
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
@@ -50,7 +50,8 @@ def lock(path):
 def purge_local(ctx, days):
     """Delete the dated files under BACKUP_DIR older than ``days``. A name
     without a date is never touched; symbolic links are neither deleted nor
-    followed; nothing outside BACKUP_DIR is looked at."""
+    followed; nothing outside BACKUP_DIR is looked at, nor the working
+    directories (.packrat-tmp-*) of a restore or verify that may be running."""
     top = ctx.backup_dir
     if not os.path.isdir(top):
         log.verbose("Purging: %s does not exist yet" % top)
@@ -58,6 +59,7 @@ def purge_local(ctx, days):
     log.verbose("Purging local archives older than %d days in %s" % (days, top))
     keep_chains = ctx.settings["PURGE_KEEP_CHAINS"]
     for directory, dirs, files in os.walk(top, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(execute.TEMP_PREFIX)]
         names = [f for f in files if not os.path.islink(os.path.join(directory, f))]
         for name in retention.plan(names, days, ctx.now, keep_chains):
             path = os.path.join(directory, name)

@@ -33,8 +33,10 @@ def test_purge_keeps_young_undated_and_symlinked_files(penv, tmp_path):
     link.symlink_to(outside)
     outside_dir = tmp_path / "outside"
     (bd / "linkdir").symlink_to(outside_dir)
+    fetched = touch(bd / ".packrat-tmp-restore-1" / ("testhost-etc-%s.1.dar" % day(40)))
     penv.run("-P", "-p", "10", date=day(0), check=0)
     assert young.exists() and notes.exists() and link.is_symlink() and outside.exists()
+    assert fetched.exists()  # a running restore's working directory
     assert not old11.exists() and not old30.exists()
 
 
