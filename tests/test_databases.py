@@ -389,29 +389,49 @@ def test_no_secret_in_any_command_line(penv, engine, server):
     seen, leaks = set(), []
     stop = threading.Event()
 
+    root = []  # packrat's pid, once started
+
     def sample():
+        # every process of packrat's tree: packrat and all its descendants
+        # (other sessions' processes on this machine are none of its business)
         while not stop.is_set():
+            procs = {}
             for entry in os.listdir("/proc"):
                 if not entry.isdigit():
                     continue
                 try:
+                    with open("/proc/%s/stat" % entry) as fh:
+                        ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
                     with open("/proc/%s/cmdline" % entry, "rb") as fh:
                         cmdline = fh.read()
                     with open("/proc/%s/environ" % entry, "rb") as fh:
                         environ = fh.read()
-                except OSError:
+                except (OSError, ValueError, IndexError):
                     continue
-                argv = cmdline.split(b"\0")
-                seen.add(os.path.basename(argv[0]).decode(errors="replace"))
+                procs[int(entry)] = (ppid, cmdline, environ)
+            if not root:
+                continue
+            tree = {root[0]}
+            grew = True
+            while grew:
+                grew = False
+                for pid, (ppid, _, _) in procs.items():
+                    if ppid in tree and pid not in tree:
+                        tree.add(pid)
+                        grew = True
+            for pid in tree & set(procs):
+                _, cmdline, environ = procs[pid]
+                seen.add(os.path.basename(cmdline.split(b"\0")[0]).decode(errors="replace"))
                 for secret in secrets:
                     if secret in cmdline or secret in environ:
-                        leaks.append((entry, cmdline))
+                        leaks.append((pid, cmdline))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     lock = TableLock(engine, server, db)
     try:
         proc = start_packrat(penv, "-v")
+        root.append(proc.pid)
         wait_until(lock.dump_is_waiting, "the dump to block on the table lock")
         time.sleep(0.5)  # several sampling rounds while every process of the pipeline runs
     finally:

@@ -107,8 +107,9 @@ class MariaDB:
                 raise RuntimeError("mariadbd did not answer: %s" % self._log_tail())
             time.sleep(0.1)
         for host in ("127.0.0.1", "localhost"):
-            self.sql("CREATE USER '%s'@'%s' IDENTIFIED BY %s; GRANT ALL ON *.* TO '%s'@'%s' WITH GRANT OPTION"
-                     % (USER, host, self.quote(PASSWORD), USER, host))
+            # through stdin: the password must not be on any command line
+            self.client(input="CREATE USER '%s'@'%s' IDENTIFIED BY %s; GRANT ALL ON *.* TO '%s'@'%s' "
+                        "WITH GRANT OPTION;\n" % (USER, host, self.quote(PASSWORD), USER, host))
         return self
 
     def stop(self):

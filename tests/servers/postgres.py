@@ -86,7 +86,8 @@ class Postgres:
             [os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log, "-w", "-t", "60", "start"])
         if proc.returncode != 0:
             raise RuntimeError("pg_ctl start failed: %s %s" % (proc.stderr, self._log_tail()))
-        self.sql("CREATE ROLE %s LOGIN SUPERUSER PASSWORD %s" % (USER, self.quote(PASSWORD)))
+        # through stdin: the password must not be on any command line
+        self.client(input="CREATE ROLE %s LOGIN SUPERUSER PASSWORD %s;\n" % (USER, self.quote(PASSWORD)))
         return self
 
     def stop(self):
