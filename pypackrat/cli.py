@@ -161,8 +161,18 @@ def main(argv=None):
     if opts.action == "version":
         print("packrat %s" % __version__)
         return 0
+    import signal
+    from pypackrat.errors import Terminated
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         return _main(opts)
+    except Terminated:
+        sys.stderr.write("packrat: terminated\n")
+        return 143
     except KeyboardInterrupt:
         sys.stderr.write("packrat: interrupted\n")
         return 130
@@ -172,7 +182,7 @@ def main(argv=None):
 
 def _main(opts):
     from pypackrat import config, execute, log
-    from pypackrat.errors import ConfigError, LockedError, PackratError
+    from pypackrat.errors import ConfigError, LockedError, PackratError, Terminated
 
     log.set_verbose(opts.verbose)
     execute.set_dry_run(opts.dry_run)
@@ -215,6 +225,12 @@ def _main(opts):
         from pypackrat import mail
         mail.failure(settings, [str(exc)])
         return run.EXIT_LOCKED
+    except Terminated:
+        errors = ["packrat was stopped (SIGTERM) before the run ended; no file of the "
+                  "unfinished step was left under its final name"]
+        log.error(errors[0])
+        run.report(ctx, errors)
+        return 143
     except OSError as exc:
         errors = ["cannot take the lock %s: %s" % (settings["LOCK_FILE"], exc)]
         log.error(errors[0])

@@ -24,3 +24,8 @@ class PartialFailure(PackratError):
     def __init__(self, message, made):
         super().__init__(message)
         self.made = list(made)
+
+
+class Terminated(BaseException):
+    """SIGTERM (cron's timeout, a shutdown): unwinds the run so that
+    temporary files are removed and child processes stopped."""

@@ -90,7 +90,9 @@ class Result:
 
 
 def _kwargs(env, ok_codes, pass_fds, cwd, clean_env=False):
-    kw = {"_ok_code": list(ok_codes), "_tty_out": False, "_return_cmd": True}
+    # each command in a process group of its own, so that stopping packrat
+    # (SIGTERM, Ctrl-C) stops the command and everything it started
+    kw = {"_ok_code": list(ok_codes), "_tty_out": False, "_return_cmd": True, "_new_group": True}
     if env is not None or clean_env:
         kw["_env"] = _env(env, clean_env)
     if pass_fds:
@@ -133,12 +135,18 @@ def run(argv, *, env=None, clean_env=False, ok_codes=(0,), stdin=None, stdout=No
             sys.stderr.flush()
         if stdin is not None:
             kw["_in"] = stdin
+        kw.update(_bg=True, _bg_exc=False)
         try:
             proc = sh.Command(argv[0])(*argv[1:], **kw)
         except sh.CommandNotFound:
             raise PackratError("%s is not installed (not found in PATH)" % argv[0])
+        try:
+            proc.wait()
         except sh.ErrorReturnCode as exc:
             raise CommandFailed(argv, exc.exit_code, _err_text(exc)) from None
+        except BaseException:
+            _stop([proc])
+            raise
         out = proc.stdout.decode("utf-8", "replace") if stdout is None else ""
         err = proc.stderr.decode("utf-8", "replace") if stderr is None else ""
         return Result(proc.exit_code, out, err)
@@ -194,14 +202,18 @@ def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None):
             raise failures[0]
         return [Result(proc.exit_code, "", _stderr_of(proc)) for proc in procs]
     except BaseException:
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                if proc.process.is_alive()[0]:
-                    proc.process.kill()
+        _stop(procs)
         raise
     finally:
         if opened is not None:
             opened.close()
+
+
+def _stop(procs):
+    """Kill each command's process group (the command and its children)."""
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.process.kill_group()
 
 
 # -- files -----------------------------------------------------------------

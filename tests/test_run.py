@@ -207,3 +207,31 @@ def test_nightly_run_uploads_this_runs_new_files_to_local(penv, tmp_path):
     assert sorted(os.listdir(nas)) == made
     for name in made:
         assert (nas / name).read_bytes() == (penv.backup_dir / name).read_bytes()
+
+
+def test_sigterm_stops_the_module_mails_and_leaves_no_partial_file(penv, smtp):
+    """cron's `timeout`, a shutdown: the module's processes stop with packrat,
+    the failure is mailed once, nothing is left under a final name."""
+    (penv.module_path / "slow.sh").write_text(
+        'mod_slow() {\n  echo $$ > "$BACKUP_DIR/../slow.pid"\n'
+        '  sleep 300 &\n  echo $! > "$BACKUP_DIR/../sleep.pid"\n  wait\n}\n')
+    penv.write(BACKUP_MODULES=["slow"])
+    first = subprocess.Popen([PACKRAT, "-c", str(penv.config_path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    sleep_pid = penv.tmp / "sleep.pid"
+    deadline = time.monotonic() + 20
+    while not (sleep_pid.exists() and sleep_pid.read_text().strip()):
+        assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=30)
+    assert first.returncode == 143, err
+    assert "Traceback" not in err
+    assert len(smtp.messages) == 1 and "stopped (SIGTERM)" in smtp.bodies()[0]
+    pid = int(sleep_pid.read_text())
+    deadline = time.monotonic() + 5
+    while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    state = open("/proc/%d/stat" % pid).read().split()[2] if os.path.exists("/proc/%d" % pid) else "gone"
+    assert state in ("gone", "Z"), "the module's child outlived packrat"
+    assert os.listdir(penv.backup_dir) == []
