@@ -39,7 +39,7 @@ Actions (none: the nightly run):
   verify       test the newest archives (or --date), local and remote
 
 Exit status: 0 success, 1 failure (mailed to ADMIN_EMAIL), 75 another run
-holds the lock. "packrat ACTION --help" describes an action.
+holds the lock, 143 stopped by SIGTERM (mailed). "packrat ACTION --help" describes an action.
 """
 
 ACTIONS = {
