@@ -2,7 +2,6 @@
 than a week, a master stays while a kept incremental depends on it, locally
 and on a remote (the local upload module), and goes with the last of its
 incrementals; what is left always restores."""
-import os
 
 from tests.test_filesystem import dar_names, mutate, prefix, restore, snapshot, write
 
