@@ -291,22 +291,10 @@ def _mysql(ctx, stages, fds, target, whole, force):
             query = ("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s"
                      % _sql_literal(target))
             found = execute.run([client] + conn + ["-N", "-B", "-e", query], changes=False)
-            exists = bool(found and found.out.strip())
-            if exists and not force:
-                raise PackratError("database %s exists: restore beside it with --into NAME, or "
-                                   "replace it with --force" % target)
-            if exists:
-                log.verbose("%s dropping database %s" % (TAG, target))
-                execute.run([admin] + conn + ["-f", "drop", target])
-            log.verbose("%s creating database %s" % (TAG, target))
-            execute.run([admin] + conn + ["create", target])
+            _fresh_database(target, bool(found and found.out.strip()), force,
+                            [admin] + conn + ["-f", "drop", target], [admin] + conn + ["create", target])
         load = [client] + conn + ([] if whole else [target])
-        log.verbose("%s loading into %s" % (TAG, "the server" if whole else target))
-        try:
-            execute.pipeline(stages + [load], os.devnull, pass_fds=fds)
-        except execute.CommandFailed as exc:
-            raise PackratError("restore into %s failed (it may be partly restored): %s"
-                               % ("the server" if whole else "database %s" % target, exc)) from None
+        _load(stages + [load], None, fds, "the server" if whole else "database %s" % target)
 
 
 def _postgresql(ctx, stages, fds, target, whole, force):
@@ -330,17 +318,23 @@ def _postgresql(ctx, stages, fds, target, whole, force):
         found = execute.run(psql + ["-d", "postgres", "-A", "-t", "-v", "name=" + target],
                             env=env, stdin=b"SELECT 1 FROM pg_database WHERE datname = :'name';\n",
                             changes=False)
-        exists = bool(found and found.out.strip())
-        if exists and not force:
-            raise PackratError("database %s exists: restore beside it with --into NAME, or "
-                               "replace it with --force" % target)
-        if exists:
-            log.verbose("%s dropping database %s" % (TAG, target))
-            execute.run(["dropdb"] + conn + [target], env=env)
-        log.verbose("%s creating database %s" % (TAG, target))
-        execute.run(["createdb"] + conn + [target], env=env)
+        _fresh_database(target, bool(found and found.out.strip()), force,
+                        ["dropdb"] + conn + [target], ["createdb"] + conn + [target], env)
         load = psql + ["-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", target]
         _load(stages + [load], env, fds, "database %s" % target)
+
+
+def _fresh_database(target, exists, force, drop, create, env=None):
+    """Make ``target`` an empty database: refuse an existing one unless
+    ``force``, which drops it first."""
+    if exists and not force:
+        raise PackratError("database %s exists: restore beside it with --into NAME, or "
+                           "replace it with --force" % target)
+    if exists:
+        log.verbose("%s dropping database %s" % (TAG, target))
+        execute.run(drop, env=env)
+    log.verbose("%s creating database %s" % (TAG, target))
+    execute.run(create, env=env)
 
 
 def _load(stages, env, fds, what):
@@ -348,4 +342,5 @@ def _load(stages, env, fds, what):
     try:
         return execute.pipeline(stages, os.devnull, env=env, pass_fds=fds)
     except execute.CommandFailed as exc:
-        raise PackratError("restore into %s failed: %s" % (what, exc)) from None
+        raise PackratError("restore into %s failed (it may be partly restored): %s"
+                           % (what, exc)) from None

@@ -54,7 +54,8 @@ def mutate(src, i):
 
 
 def snapshot(top):
-    """Every entry under ``top``: kind, content (or link target) and mode."""
+    """Every entry under ``top``: kind, content (or link target), mode, and a
+    file's mtime (dar restores it)."""
     out = {}
     for directory, dirs, files in os.walk(top):
         for name in dirs + files:
@@ -67,7 +68,7 @@ def snapshot(top):
                 out[rel] = ("dir", stat.S_IMODE(st.st_mode))
             else:
                 with open(path, "rb") as fh:
-                    out[rel] = ("file", fh.read(), stat.S_IMODE(st.st_mode))
+                    out[rel] = ("file", fh.read(), stat.S_IMODE(st.st_mode), int(st.st_mtime))
     return out
 
 
@@ -157,3 +158,20 @@ def use(penv, made, key=None):
     return src, snaps
 
 
+
+
+def week_dar_name(src, day, slice_no=1):
+    """The name of a slice of ``make_week``'s chain (master on WEEK[0])."""
+    master = ".master" if day == WEEK[0] else ""
+    return "%s-%s%s.%d.dar" % (archive_prefix(HOST, src), day, master, slice_no)
+
+
+def mirror_to_local(penv, share):
+    """Copy everything in BACKUP_DIR to ``share`` and configure it as the
+    'local' upload module's remote (a copy is enough where the upload itself
+    is not under test)."""
+    share.mkdir(exist_ok=True)
+    for n in os.listdir(penv.backup_dir):
+        shutil.copy(penv.backup_dir / n, share / n)
+    penv.settings.update(UPLOAD_MODULES=["local"], LOCAL_DIR=str(share))
+    return share

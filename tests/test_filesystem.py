@@ -4,13 +4,13 @@ encryption (the key never on a command line), atomic slices, failures."""
 import os
 import re
 import shutil
-import stat
 import subprocess
 import threading
 
 import pytest
 
 from pypackrat.modules import filesystem
+from tests.archives import snapshot
 
 HOST = "testhost"
 KEY = "k:ey \"dq\" 'sq' `bq` \\ # $x\tend"  # everything a dar command file must escape
@@ -30,24 +30,6 @@ def write(path, data, day=0, mode=None):
         os.chmod(path, mode)
     stamp = 1700000000 + day * 86400 + len(data)
     os.utime(path, (stamp, stamp))
-
-
-def snapshot(top):
-    """Every entry under ``top``: kind, content or link target, mode, mtime."""
-    out = {}
-    for directory, dirs, files in os.walk(top):
-        for name in dirs + files:
-            path = os.path.join(directory, name)
-            rel = os.path.relpath(path, top)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
-            else:
-                with open(path, "rb") as fh:
-                    out[rel] = ("file", fh.read(), stat.S_IMODE(st.st_mode), int(st.st_mtime))
-    return out
 
 
 def dar(*args, ok=(0, 11)):

@@ -46,8 +46,8 @@ def test_existing_config_and_modules_are_kept(installed):
     root, prefix, etc, conf, _ = installed
     assert (etc / "packrat.conf").read_text() == conf
     assert (prefix / "share/packrat/modules/custom.sh").read_text() == "mod_custom() { :; }\n"
-    assert (prefix / "share/packrat/modules/example.sh").exists() or not os.path.exists(
-        os.path.join(ROOT, "modules/example.sh"))
+    assert (prefix / "share/packrat/modules/example.sh").read_text() == open(
+        os.path.join(ROOT, "modules/example.sh")).read()
     assert (prefix / "lib/packrat/packrat.bash-original").read_text() == BASH_PACKRAT
     assert (prefix / "share/packrat/packrat.conf.dist").read_text() == open(
         os.path.join(ROOT, "packrat.conf")).read()

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tests.archives import HOST, WEEK, archive_prefix
+from tests.archives import HOST, WEEK, archive_prefix, mirror_to_local, week_dar_name
 from tests.archives import plain_week, use  # noqa: F401
 
 
@@ -18,17 +18,7 @@ def shared(penv, plain_week, tmp_path):
     (penv.backup_dir / ("%s-postgresql-all-%s.sql.bz2" % (HOST, WEEK[3]))).write_bytes(bz2.compress(b"--\n"))
     (penv.backup_dir / "otherhost-etc-20240107.master.1.dar").write_bytes(b"not ours")
     (penv.backup_dir / "notes.txt").write_text("no date, not an archive\n")
-    share = tmp_path / "share"
-    share.mkdir()
-    for n in os.listdir(penv.backup_dir):
-        shutil.copy(penv.backup_dir / n, share / n)
-    penv.settings.update(UPLOAD_MODULES=["local"], LOCAL_DIR=str(share))
-    return src, share
-
-
-def dar_name(src, day, slice_no=1):
-    master = ".master" if day == WEEK[0] else ""
-    return "%s-%s%s.%d.dar" % (archive_prefix(HOST, src), day, master, slice_no)
+    return src, mirror_to_local(penv, tmp_path / "share")
 
 
 def test_chains_and_dumps_all_in_order(penv, shared):
@@ -41,7 +31,7 @@ def test_chains_and_dumps_all_in_order(penv, shared):
     assert [(r[0], r[1], r[2]) for r in fs] == [(WEEK[0], "master", "3")] + [
         (d, "incremental", s) for d, s in zip(WEEK[1:], ["1", "1", "1", "2", "2", "2"])]
     # the size of the master: its three slices, in both places
-    total = sum(os.path.getsize(penv.backup_dir / dar_name(src, WEEK[0], i)) for i in (1, 2, 3))
+    total = sum(os.path.getsize(penv.backup_dir / week_dar_name(src, WEEK[0], i)) for i in (1, 2, 3))
     assert fs[0][3:] == ["%.1f" % (total / 1024), "KiB", "%.1f" % (total / 1024), "KiB"]
     assert "  mysql shop" in out and "  postgresql all" in out
     assert "%s-mysql-shop-%s.sql.bz2" % (HOST, WEEK[3]) in out
@@ -55,18 +45,18 @@ def test_orphan_remote_only_local_only_and_size(penv, shared):
         for n in os.listdir(directory):
             if ".master." in n and n.startswith(HOST):
                 os.unlink(directory / n)
-    os.unlink(penv.backup_dir / dar_name(src, WEEK[2]))          # only remote now
+    os.unlink(penv.backup_dir / week_dar_name(src, WEEK[2]))          # only remote now
     os.unlink(share / ("%s-mysql-shop-%s.sql.bz2" % (HOST, WEEK[3])))  # only local now
-    with open(share / dar_name(src, WEEK[4], 2), "r+b") as fh:   # a torn copy
+    with open(share / week_dar_name(src, WEEK[4], 2), "r+b") as fh:   # a torn copy
         fh.truncate(100)
     proc = penv.run("list", check=0)
     out = proc.stdout
-    assert "%s: an incremental whose master is gone" % dar_name(src, WEEK[1]) in out
+    assert "%s: an incremental whose master is gone" % week_dar_name(src, WEEK[1]) in out
     assert "incremental, NO MASTER" in out
-    assert "%s: only on local, not in BACKUP_DIR" % dar_name(src, WEEK[2]) in out
+    assert "%s: only on local, not in BACKUP_DIR" % week_dar_name(src, WEEK[2]) in out
     assert "%s-mysql-shop-%s.sql.bz2: only in BACKUP_DIR, not on local" % (HOST, WEEK[3]) in out
-    local_size = os.path.getsize(penv.backup_dir / dar_name(src, WEEK[4], 2))
-    assert "%s: %d bytes in BACKUP_DIR, 100 on local" % (dar_name(src, WEEK[4], 2), local_size) in out
+    local_size = os.path.getsize(penv.backup_dir / week_dar_name(src, WEEK[4], 2))
+    assert "%s: %d bytes in BACKUP_DIR, 100 on local" % (week_dar_name(src, WEEK[4], 2), local_size) in out
     # --local: no remote, so no copy problems; the orphans remain
     out = penv.run("list", "--local", check=0).stdout
     assert "only on" not in out and "an incremental whose master is gone" in out
@@ -99,6 +89,6 @@ def test_a_bash_upload_module_lists_but_cannot_fetch(penv, plain_week, tmp_path)
     assert master[-1] == "?"
     proc = penv.run("verify", check=0)
     assert "2 archive(s) tested, 0 dump(s) decoded, 5 remote copies compared" in proc.stdout
-    os.unlink(penv.backup_dir / dar_name(src, WEEK[-1]))
+    os.unlink(penv.backup_dir / week_dar_name(src, WEEK[-1]))
     proc = penv.run("restore", "--from", "example_upload", src, tmp_path / "r", check=1)
     assert "whose module cannot fetch files" in proc.stderr

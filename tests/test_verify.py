@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tests.archives import KEY, WEEK, archive_prefix, flip_byte, HOST
+from tests.archives import HOST, KEY, WEEK, archive_prefix, flip_byte, mirror_to_local, week_dar_name
 from tests.archives import blowfish_week, plain_week, use  # noqa: F401
 
 
@@ -14,17 +14,7 @@ def shared(penv, plain_week, tmp_path):
     """The week, with copies on a 'local' remote (test_restore uploads with
     packrat -U; here a copy is enough)."""
     src, snaps = use(penv, plain_week)
-    share = tmp_path / "share"
-    share.mkdir()
-    for n in os.listdir(penv.backup_dir):
-        shutil.copy(penv.backup_dir / n, share / n)
-    penv.settings.update(UPLOAD_MODULES=["local"], LOCAL_DIR=str(share))
-    return src, share
-
-
-def name(src, day, slice_no=1):
-    master = ".master" if day == WEEK[0] else ""
-    return "%s-%s%s.%d.dar" % (archive_prefix(HOST, src), day, master, slice_no)
+    return src, mirror_to_local(penv, tmp_path / "share")
 
 
 def test_good_archives_exit_0(penv, shared):
@@ -41,7 +31,7 @@ def test_good_archives_exit_0(penv, shared):
 
 def test_flipped_byte_in_a_slice(penv, shared):
     src, share = shared
-    victim = name(src, WEEK[0], 2)
+    victim = week_dar_name(src, WEEK[0], 2)
     flip_byte(penv.backup_dir / victim)
     proc = penv.run("verify", check=1)
     assert victim in proc.stderr
@@ -55,7 +45,7 @@ def test_flipped_byte_in_a_slice(penv, shared):
 
 def test_truncated_remote_copy(penv, shared):
     src, share = shared
-    victim = name(src, WEEK[-1], 1)
+    victim = week_dar_name(src, WEEK[-1], 1)
     with open(share / victim, "r+b") as fh:
         fh.truncate(1000)
     proc = penv.run("verify", check=1)
@@ -77,7 +67,7 @@ def test_missing_master(penv, shared):
             if ".master." in n:
                 os.unlink(directory / n)
     proc = penv.run("verify", check=1)
-    assert "%s: its master is missing" % name(src, WEEK[-1]) in proc.stderr
+    assert "%s: its master is missing" % week_dar_name(src, WEEK[-1]) in proc.stderr
     assert "Traceback" not in proc.stderr
     # gone locally only: it is fetched from the remote and tested there
     penv.settings["UPLOAD_MODULES"] = []
@@ -97,7 +87,7 @@ def test_master_only_on_the_remote_is_fetched(penv, shared):
 def test_missing_slice(penv, shared):
     src, share = shared
     for directory in (penv.backup_dir, share):
-        os.unlink(directory / name(src, WEEK[0], 2))
+        os.unlink(directory / week_dar_name(src, WEEK[0], 2))
     proc = penv.run("verify", check=1)
     assert "%s-%s.master: slice 2 is missing" % (archive_prefix(HOST, src), WEEK[0]) in proc.stderr
 
@@ -215,8 +205,8 @@ def test_a_target_or_database_missing_from_the_run(penv, shared, tmp_path):
 
 def test_dry_run_still_tests_and_does_not_mail(penv, shared):
     src, share = shared
-    flip_byte(penv.backup_dir / name(src, WEEK[0], 2))
+    flip_byte(penv.backup_dir / week_dar_name(src, WEEK[0], 2))
     proc = penv.run("-n", "verify", "--local", check=1)
-    assert name(src, WEEK[0], 2) in proc.stderr
+    assert week_dar_name(src, WEEK[0], 2) in proc.stderr
     assert "[dry run] would mail admin@example.org: Packrat: Error" in proc.stdout
     assert penv.mails() == []
