@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKRAT = os.path.join(ROOT, "packrat")
 sys.path.insert(0, ROOT)
 
+from tests.servers import serve  # noqa: E402
 from tests.servers.smtp import SmtpServer  # noqa: E402
 
 
@@ -86,9 +87,7 @@ class PackratEnv:
 
 @pytest.fixture(scope="session")
 def smtp_server():
-    server = SmtpServer().start()
-    yield server
-    server.stop()
+    yield from serve(SmtpServer())
 
 
 @pytest.fixture

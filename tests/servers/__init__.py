@@ -22,3 +22,13 @@ def wait_for_port(port, timeout=30.0, proc=None):
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("nothing listens on 127.0.0.1:%d after %ss" % (port, timeout))
+
+
+def serve(server):
+    """The body of a server fixture: start ``server``, yield it, stop it
+    (also when the tests using it fail)."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

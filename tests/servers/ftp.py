@@ -19,7 +19,7 @@ import threading
 
 import pytest
 
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, serve, wait_for_port
 
 USER, PASSWORD = "packrat", "s3cret-ftp"
 
@@ -153,16 +153,12 @@ class FtpServer:
 
 @pytest.fixture(scope="module")
 def ftp_server():
-    server = FtpServer().start()
-    yield server
-    server.stop()
+    yield from serve(FtpServer())
 
 
 @pytest.fixture(scope="module")
 def ftps_server():
-    server = FtpServer(tls=True).start()
-    yield server
-    server.stop()
+    yield from serve(FtpServer(tls=True))
 
 
 @pytest.fixture

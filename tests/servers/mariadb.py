@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, serve
 
 USER = "packrat"
 # quotes, backslash, '#', ':', '$' and a space: each needs care in an option file
@@ -195,13 +195,9 @@ class MariaDB:
 
 @pytest.fixture(scope="session")
 def mariadb_server():
-    server = MariaDB().start()
-    yield server
-    server.stop()
+    yield from serve(MariaDB())
 
 
 @pytest.fixture
 def mariadb_fresh():
-    server = MariaDB().start()
-    yield server
-    server.stop()
+    yield from serve(MariaDB())

@@ -22,7 +22,7 @@ import tempfile
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, serve
 
 OS_USER = "postgres"
 USER = "packrat"
@@ -172,13 +172,9 @@ class Postgres:
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    server = Postgres().start()
-    yield server
-    server.stop()
+    yield from serve(Postgres())
 
 
 @pytest.fixture
 def postgres_fresh():
-    server = Postgres().start()
-    yield server
-    server.stop()
+    yield from serve(Postgres())

@@ -13,7 +13,7 @@ import logging
 
 import pytest
 
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, serve, wait_for_port
 from tests.servers.proxy import TcpProxy
 
 ACCESS_KEY, SECRET_KEY = "AKIAPACKRATTEST00001", "packrat-test-secret-key"
@@ -119,9 +119,7 @@ class S3Server:
 
 @pytest.fixture(scope="module")
 def s3_server():
-    server = S3Server().start()
-    yield server
-    server.stop()
+    yield from serve(S3Server())
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, serve, wait_for_port
 
 SSHD = "/usr/sbin/sshd"
 
@@ -164,9 +164,7 @@ class SshServer:
 
 @pytest.fixture(scope="module")
 def sshd_server():
-    server = SshServer().start()
-    yield server
-    server.stop()
+    yield from serve(SshServer())
 
 
 @pytest.fixture
