@@ -1,5 +1,7 @@
 """Real servers for the tests, each started on 127.0.0.1 on a free port in a
 temporary directory, and stopped after. One file per server."""
+import os
+import shutil
 import socket
 import time
 
@@ -32,3 +34,14 @@ def serve(server):
         yield server
     finally:
         server.stop()
+
+
+def empty_dir(directory):
+    """Remove everything in ``directory`` (a server's files between tests),
+    following no symbolic link."""
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)

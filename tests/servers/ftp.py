@@ -19,7 +19,7 @@ import threading
 
 import pytest
 
-from tests.servers import free_port, serve, wait_for_port
+from tests.servers import empty_dir, free_port, serve, wait_for_port
 
 USER, PASSWORD = "packrat", "s3cret-ftp"
 
@@ -143,12 +143,7 @@ class FtpServer:
         with self.lock:
             self.logins = 0
             self.handlers = []
-        for name in os.listdir(self.files_dir):
-            path = os.path.join(self.files_dir, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
+        empty_dir(self.files_dir)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.servers import free_port, serve, wait_for_port
+from tests.servers import empty_dir, free_port, serve, wait_for_port
 
 SSHD = "/usr/sbin/sshd"
 
@@ -147,12 +147,7 @@ class SshServer:
     def reset(self):
         self.logfh.flush()
         self._mark = os.path.getsize(self.log)
-        for name in os.listdir(self.root):
-            path = os.path.join(self.root, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
+        empty_dir(self.root)
 
     _mark = 0
 
