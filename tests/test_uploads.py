@@ -3,15 +3,17 @@ limit, FTPS certificates, S3 multipart, storage class, encryption, prefix
 and credentials, and each module's configuration checks. The behaviour
 every module shares is in test_upload_conformance.py."""
 import os
+import threading
 
 import pytest
 
 from pypackrat import config, log, modules, run, transfer
 from pypackrat.context import Context, Options
 from pypackrat.errors import ConfigError, PackratError
+from pypackrat.modules import ftp as ftp_module
 from pypackrat.modules import s3 as s3_module
 from pypackrat.modules import ssh as ssh_module
-from tests.servers.ftp import ftps_server, ftpsd  # noqa: F401
+from tests.servers.ftp import ftp_server, ftpd, ftps_server, ftpsd  # noqa: F401
 from tests.servers.s3 import s3_server, s3d  # noqa: F401
 from tests.servers.sshd import sshd_server, sshd  # noqa: F401
 
@@ -121,6 +123,30 @@ def test_ftp_config_problems(penv, tmp_path):
     text = problems(penv, "ftp", FTP_HOST="", FTP_USER="", FTP_CA_FILE=str(tmp_path / "none.pem"))
     assert "FTP_HOST is empty" in text and "FTP_USER is empty" in text
     assert "FTP_CA_FILE=%s: no such file" % (tmp_path / "none.pem") in text
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ftp", "ftps"])
+def test_ftp_upload_to_a_stalled_server_fails_instead_of_hanging(penv, request, monkeypatch, tls):
+    """The data connection is blocking with the kernel's timeouts: a server
+    that stops reading mid-transfer still ends the put, with an error the
+    upload wrapper retries."""
+    server = request.getfixturevalue("ftpsd" if tls else "ftpd")
+    monkeypatch.setattr(ftp_module, "TIMEOUT", 2)
+    ctx = context(penv, "ftp", **server.settings())
+    path = archive(penv, "host-data-%s.1.dar" % TODAY, os.urandom(64 << 20))  # more than the socket buffers
+    outcome = {}
+    with remote_for(ctx, "ftp") as remote:
+        def put():
+            try:
+                remote.put(path, "stalled.partial", progress=lambda done: server.paused.set())
+            except BaseException as exc:
+                outcome["error"] = exc
+        worker = threading.Thread(target=put, daemon=True)
+        worker.start()
+        worker.join(60)
+        server.paused.clear()
+        assert not worker.is_alive(), "the upload hung on a server that stopped reading"
+    assert isinstance(outcome.get("error"), remote.transient), outcome
 
 
 def test_ftps_refuses_an_untrusted_certificate(penv, ftpsd):

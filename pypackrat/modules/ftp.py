@@ -16,8 +16,8 @@ from pypackrat.errors import PackratError
 from pypackrat.transfer import Remote as BaseRemote
 
 ENCODING = "utf-8"
-BLOCK = 1 << 20
-SLICE = 1 << 20  # bytes per sendfile call, between progress reports
+BLOCK = 1 << 20  # bytes per read of a download
+CHUNK = 256 << 10  # bytes per write of an upload
 TIMEOUT = 120
 
 
@@ -67,6 +67,18 @@ def _session_factory(tls, ca_file, port):
 
     return ftputil.session.session_factory(base_class=Base, port=port, use_passive_mode=True,
                                            encrypt_data_channel=True, encoding=ENCODING)
+
+
+def _kernel_timeouts(conn, seconds):
+    """Make ``conn`` blocking, with the kernel's send and receive timeouts
+    instead of Python's: a stalled server still ends the transfer with an
+    OSError (EAGAIN) after ``seconds``."""
+    import socket
+    import struct
+    conn.settimeout(None)
+    timeval = struct.pack("ll", int(seconds), 0)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
 
 
 class Remote(BaseRemote):
@@ -136,20 +148,30 @@ class Remote(BaseRemote):
 
     # -- data ---------------------------------------------------------------------
     def put(self, local_path, remote_name, progress=None):
-        """STOR, the bytes going from the file to the data connection by
-        sendfile(2) (the kernel copies them; over TLS, Python encrypts)."""
+        """STOR, the file read into one reused buffer and written to the
+        data connection with sendall, 256 KiB a time (no per-byte work in
+        Python); without TLS, on a blocking socket whose timeout is the
+        kernel's (SO_SNDTIMEO): each write then queues its whole chunk at once.
+        Measured on loopback against a pyftpdlib server, which is what
+        limits the speed there: with sendfile(2), or with Python's own
+        timeout (non-blocking sends, partial writes), the server spent
+        10-30% more CPU receiving the same file (BENCHMARKS.md, uploads)."""
         import ssl
         session = self._conn()
-        with open(local_path, "rb") as fh, self._transfer():
+        with open(local_path, "rb", buffering=0) as fh, self._transfer():
             size = os.fstat(fh.fileno()).st_size
+            view = memoryview(bytearray(CHUNK))
             conn = session.transfercmd("STOR " + remote_name)
             try:
+                if not isinstance(conn, ssl.SSLSocket):  # TLS retries EAGAIN forever: it keeps Python's timeout
+                    _kernel_timeouts(conn, TIMEOUT)
                 done = 0
-                while done < size:
-                    sent = conn.sendfile(fh, done, min(SLICE, size - done))
-                    if not sent:
+                while done < size:  # the size it had when the upload began
+                    n = fh.readinto(view[:min(CHUNK, size - done)])
+                    if not n:
                         raise EOFError("%s shrank while it was sent" % local_path)
-                    done += sent
+                    conn.sendall(view[:n])
+                    done += n
                     if progress:
                         progress(done)
                 if isinstance(conn, ssl.SSLSocket):

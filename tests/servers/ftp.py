@@ -51,6 +51,7 @@ class FtpServer:
         self.lock = threading.Lock()
         self.cert = self.key = None
         self._stop = threading.Event()
+        self.paused = threading.Event()  # set: the server reads nothing (a stalled server)
 
     @property
     def files_dir(self):
@@ -99,6 +100,9 @@ class FtpServer:
 
     def _loop(self):
         while not self._stop.is_set():
+            if self.paused.is_set():
+                self._stop.wait(0.05)
+                continue
             self.server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
         self.server.close_all()
 
@@ -140,6 +144,7 @@ class FtpServer:
                 raw.close()
 
     def reset(self):
+        self.paused.clear()
         with self.lock:
             self.logins = 0
             self.handlers = []
