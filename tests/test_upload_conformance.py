@@ -40,7 +40,9 @@ class Backend:
     slow: settings that slow a put down enough to cut it part-way;
     inner_retries: the client library retries a dropped link by itself;
     transport: the module has put/get/size/rename (a Bash upload module has
-    only mod_NAME, list_NAME and purge_NAME: see BashBackend).
+    only mod_NAME, list_NAME and purge_NAME: see BashBackend);
+    checksum: the digest the module gets of a remote file (hashlib name), or
+    None where the protocol offers none (SFTP on OpenSSH).
     """
 
     cut = None
@@ -51,6 +53,7 @@ class Backend:
     secret = None
     connection_per_file = False  # the data path opens a connection per file
     transport = True
+    checksum = None
 
     def __init__(self, name, settings):
         self.name, self.settings = name, settings
@@ -91,7 +94,9 @@ def local_backend(request):
     tmp = request.getfixturevalue("tmp_path")
     nas = tmp / "mnt" / "nas"
     nas.mkdir(parents=True)
-    return DirBackend("local", {"LOCAL_DIR": str(nas)}, nas)
+    b = DirBackend("local", {"LOCAL_DIR": str(nas)}, nas)
+    b.checksum = "sha256"
+    return b
 
 
 def _ssh_backend(request, client):
@@ -118,6 +123,7 @@ def _ftp_backend(request, fixture):
     b.cut, b.connections = server.cut, server.connections
     b.bad_settings = {"FTP_PASS": "wrong-password-x"}
     b.secret = "wrong-password-x"
+    b.checksum = "sha256"  # the test server has HASH (tests/servers/ftp.py)
     return b
 
 
@@ -138,6 +144,7 @@ class S3Backend(Backend):
         self.cut, self.connections = server.cut, server.connections
         self.bad_settings = {"S3_SECRET_KEY": "wrong-secret-key-x"}
         self.secret = "wrong-secret-key-x"
+        self.checksum = "md5"  # the ETag of a single-part upload
 
     def files(self):
         p = self.server.prefix + "/"
@@ -297,6 +304,41 @@ def test_verification_catches_a_wrong_size(backend, penv, damaged_attempts):
         assert len(damaged) == 1 and files == {name: data}
     else:
         assert len(damaged) == 3 and files == {}  # nothing under the final name, no leftover
+
+
+@pytest.mark.parametrize("damaged_attempts", [1, 99])
+def test_verification_catches_damage_of_the_same_size_by_checksum(backend, penv, damaged_attempts):
+    """One byte of the remote copy changes after the put, the size stays:
+    where the protocol gives a digest, the upload compares it with the local
+    file's, so a one-off is mended by a retry and a copy that stays wrong
+    never gets the final name."""
+    if not backend.transport:
+        pytest.skip("%s: %s" % (backend.name, backend.no_transport))
+    if not backend.checksum:
+        pytest.skip("%s: the protocol offers no checksum; the size is checked" % backend.name)
+    ctx = context(penv, backend, UPLOAD_RETRIES=2)
+    data = os.urandom(50_000)
+    bad = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
+    name = "testhost-digest-%s.1.dar" % TODAY
+    with connect(ctx, backend) as remote:
+        put, damaged = remote.put, []
+
+        def put_and_damage(local, target, progress=None):
+            put(local, target, progress)
+            if len(damaged) < damaged_attempts:
+                damaged.append(target)
+                backend.inject(target, bad)
+        remote.put = put_and_damage
+        if damaged_attempts == 1:
+            transfer.upload(remote, archive(penv, name, data))
+        else:
+            with pytest.raises(transfer.VerifyError, match="differs .*%s" % backend.checksum):
+                transfer.upload(remote, archive(penv, name, data))
+    files = backend.files()
+    if damaged_attempts == 1:
+        assert len(damaged) == 1 and files == {name: data}
+    else:
+        assert len(damaged) == 3 and files == {}
 
 
 @pytest.mark.parametrize("retries", [3, 0])

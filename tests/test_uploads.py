@@ -2,6 +2,7 @@
 limit, FTPS certificates, S3 multipart, storage class, encryption, prefix
 and credentials, and each module's configuration checks. The behaviour
 every module shares is in test_upload_conformance.py."""
+import hashlib
 import os
 import threading
 
@@ -147,6 +148,24 @@ def test_ftp_upload_to_a_stalled_server_fails_instead_of_hanging(penv, request, 
         server.paused.clear()
         assert not worker.is_alive(), "the upload hung on a server that stopped reading"
     assert isinstance(outcome.get("error"), remote.transient), outcome
+
+
+@pytest.mark.parametrize("feature", ["SHA-256*;MD5", "MD5", None], ids=["sha256", "md5-by-opts", "no-hash"])
+def test_ftp_checks_the_digest_where_the_server_has_hash(penv, ftpd, feature):
+    """FEAT lists HASH: the upload compares the server's digest (the one
+    FEAT marks, or one chosen with OPTS HASH); no HASH: the size alone."""
+    ftpd.hash_feature = feature
+    ctx = context(penv, "ftp", **ftpd.settings())
+    data = os.urandom(10_000)
+    name = "host-data-%s.1.dar" % TODAY
+    with remote_for(ctx, "ftp") as remote:
+        transfer.upload(remote, archive(penv, name, data))
+        assert ftpd.hashes == (1 if feature else 0)
+        expected = {"SHA-256*;MD5": ("sha256", hashlib.sha256(data).hexdigest()),
+                    "MD5": ("md5", hashlib.md5(data).hexdigest()), None: None}[feature]
+        assert remote.checksum(name) == expected
+    with open(os.path.join(ftpd.files_dir, name), "rb") as fh:
+        assert fh.read() == data
 
 
 def test_ftps_refuses_an_untrusted_certificate(penv, ftpsd):

@@ -4,12 +4,14 @@ an encrypted data channel too; the server's certificate is checked against
 the system's CAs or FTP_CA_FILE, and its name against FTP_HOST).
 
 One control connection per run serves every upload (each file is sent under
-a temporary name, its size checked with SIZE, then renamed), the listing
-(MLSD, or NLST on servers without it) and every delete. The session is made
+a temporary name, its size checked with SIZE, its digest with HASH where the
+server offers that command, then renamed), the listing (MLSD, or NLST on
+servers without it) and every delete. The session is made
 by ftputil's session factory with an explicit path encoding (UTF-8).
 """
 import contextlib
 import os
+import re
 
 from pypackrat import log
 from pypackrat.errors import PackratError
@@ -19,6 +21,9 @@ ENCODING = "utf-8"
 BLOCK = 1 << 20  # bytes per read of a download
 CHUNK = 256 << 10  # bytes per write of an upload
 TIMEOUT = 120
+# the HASH command's algorithms (draft-bryan-ftpext-hash: FileZilla Server,
+# ProFTPD's mod_digest...) as hashlib names, the preferred first
+HASHES = (("SHA-256", "sha256"), ("SHA-512", "sha512"), ("SHA-1", "sha1"), ("MD5", "md5"))
 
 
 def check(settings):
@@ -94,6 +99,7 @@ class Remote(BaseRemote):
         self.ca_file = s.get("FTP_CA_FILE") or ""
         self.session = None
         self._mlsd = None
+        self._hash = None  # (FTP name, hashlib name) of the server's HASH; False: none
 
     def describe(self):
         return "%s %s@%s:%d %s" % ("ftps" if self.tls else "ftp", self.user, self.host, self.port,
@@ -226,6 +232,58 @@ class Remote(BaseRemote):
             return session.size(remote_name)
         except ftplib.error_perm:  # 550: no such file
             return None
+
+    def _hash_feature(self):
+        """(FTP name, hashlib name) of the digest the server's HASH command
+        gives, chosen from what FEAT lists (OPTS HASH selects it), or None."""
+        import ftplib
+        if self._hash is not None:
+            return self._hash or None
+        self._hash = False
+        session = self._conn()
+        try:
+            features = session.sendcmd("FEAT")
+        except (ftplib.error_perm, ftplib.error_temp):
+            return None
+        for line in features.splitlines()[1:]:
+            words = line.strip().split(None, 1)
+            if len(words) != 2 or words[0].upper() != "HASH":
+                continue
+            offered = [a.strip().upper() for a in words[1].split(";") if a.strip()]
+            selected = next((a.rstrip("*") for a in offered if a.endswith("*")), None)
+            for ftp_name, hashlib_name in HASHES:
+                if ftp_name not in (a.rstrip("*") for a in offered):
+                    continue
+                if ftp_name != selected:
+                    try:
+                        session.sendcmd("OPTS HASH " + ftp_name)
+                    except (ftplib.error_perm, ftplib.error_temp):
+                        continue
+                self._hash = (ftp_name, hashlib_name)
+                break
+        return self._hash or None
+
+    def checksum(self, remote_name):
+        """The file's digest by the HASH command, where the server has it
+        (``213 SHA-256 0-SIZE HEX NAME``); None where it has not."""
+        import ftplib
+        feature = self._hash_feature()
+        if not feature:
+            return None
+        try:
+            reply = self._conn().sendcmd("HASH " + remote_name)
+        except (ftplib.error_perm, ftplib.error_temp) as exc:
+            log.verbose("%s: no digest of %s from the server (%s); its size was checked"
+                        % (self.describe(), remote_name, exc))
+            return None
+        words = reply.split(" ", 4)
+        names = dict(HASHES)
+        if (len(words) < 4 or words[0] != "213" or words[1].upper() not in names
+                or not re.fullmatch(r"[0-9a-fA-F]+", words[3])):
+            log.verbose("%s: HASH of %s: an answer packrat does not read: %s"
+                        % (self.describe(), remote_name, reply))
+            return None
+        return names[words[1].upper()], words[3].lower()
 
     def list(self):
         import ftplib

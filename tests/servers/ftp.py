@@ -22,6 +22,7 @@ import pytest
 from tests.servers import empty_dir, free_port, serve, wait_for_port
 
 USER, PASSWORD = "packrat", "s3cret-ftp"
+HASH_FEATURE = "SHA-256*;MD5"
 
 
 def make_cert(directory, name="127.0.0.1"):
@@ -52,6 +53,10 @@ class FtpServer:
         self.cert = self.key = None
         self._stop = threading.Event()
         self.paused = threading.Event()  # set: the server reads nothing (a stalled server)
+        # the HASH command (draft-bryan-ftpext-hash, as FileZilla Server and
+        # ProFTPD's mod_digest have it), listed by FEAT; None: no HASH at all
+        self.hash_feature = HASH_FEATURE
+        self.hashes = 0  # HASH commands answered
 
     @property
     def files_dir(self):
@@ -68,10 +73,48 @@ class FtpServer:
         owner = self
 
         class Handler(Base):
+            proto_cmds = dict(Base.proto_cmds, HASH=dict(
+                perm=None, auth=True, arg=True, help="Syntax: HASH <SP> file-name (digest of a file)."))
+
             def on_login(self, username):
                 with owner.lock:
                     owner.logins += 1
                     owner.handlers.append(self)
+
+            def ftp_FEAT(self, line):
+                self._extra_feats = [f for f in self._extra_feats if not f.startswith("HASH ")]
+                if owner.hash_feature:
+                    self._extra_feats.append("HASH " + owner.hash_feature)
+                return super().ftp_FEAT(line)
+
+            def ftp_OPTS(self, line):
+                name = line.split(" ", 1)
+                if name[0].upper() == "HASH" and owner.hash_feature and len(name) == 2:
+                    offered = [a.rstrip("*") for a in owner.hash_feature.split(";")]
+                    if name[1].upper() in offered:
+                        self._hash_name = name[1].upper()
+                        self.respond("200 " + self._hash_name)
+                    else:
+                        self.respond("501 Unknown algorithm.")
+                    return
+                return super().ftp_OPTS(line)
+
+            def ftp_HASH(self, line):
+                if not owner.hash_feature:
+                    self.respond('500 Command "HASH" not understood.')
+                    return
+                path = self.fs.ftp2fs(line)
+                if not self.fs.isfile(self.fs.realpath(path)):
+                    self.respond("550 %s is not a file." % line)
+                    return
+                import hashlib
+                selected = [a.rstrip("*") for a in owner.hash_feature.split(";") if a.endswith("*")]
+                name = getattr(self, "_hash_name", None) or (selected or ["SHA-256"])[0]
+                with open(path, "rb") as fh:
+                    digest = hashlib.file_digest(fh, name.replace("-", "").lower()).hexdigest()
+                with owner.lock:
+                    owner.hashes += 1
+                self.respond("213 %s 0-%d %s %s" % (name, os.path.getsize(path), digest, line))
 
         authorizer = DummyAuthorizer()
         authorizer.add_user(self.user, self.password, self.root, perm="elradfmwMT")
@@ -145,6 +188,8 @@ class FtpServer:
 
     def reset(self):
         self.paused.clear()
+        self.hash_feature = HASH_FEATURE
+        self.hashes = 0
         with self.lock:
             self.logins = 0
             self.handlers = []
