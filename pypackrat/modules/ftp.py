@@ -251,8 +251,9 @@ class Remote(BaseRemote):
                 continue
             offered = [a.strip().upper() for a in words[1].split(";") if a.strip()]
             selected = next((a.rstrip("*") for a in offered if a.endswith("*")), None)
+            names = [a.rstrip("*") for a in offered]
             for ftp_name, hashlib_name in HASHES:
-                if ftp_name not in (a.rstrip("*") for a in offered):
+                if ftp_name not in names:
                     continue
                 if ftp_name != selected:
                     try:

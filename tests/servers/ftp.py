@@ -88,11 +88,11 @@ class FtpServer:
                 return super().ftp_FEAT(line)
 
             def ftp_OPTS(self, line):
-                name = line.split(" ", 1)
-                if name[0].upper() == "HASH" and owner.hash_feature and len(name) == 2:
+                words = line.split(" ", 1)
+                if words[0].upper() == "HASH" and owner.hash_feature and len(words) == 2:
                     offered = [a.rstrip("*") for a in owner.hash_feature.split(";")]
-                    if name[1].upper() in offered:
-                        self._hash_name = name[1].upper()
+                    if words[1].upper() in offered:
+                        self._hash_name = words[1].upper()
                         self.respond("200 " + self._hash_name)
                     else:
                         self.respond("501 Unknown algorithm.")
