@@ -158,8 +158,6 @@ def use(penv, made, key=None):
     return src, snaps
 
 
-
-
 def week_dar_name(src, day, slice_no=1):
     """The name of a slice of ``make_week``'s chain (master on WEEK[0])."""
     master = ".master" if day == WEEK[0] else ""

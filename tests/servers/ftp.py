@@ -90,8 +90,7 @@ class FtpServer:
             def ftp_OPTS(self, line):
                 words = line.split(" ", 1)
                 if words[0].upper() == "HASH" and owner.hash_feature and len(words) == 2:
-                    offered = [a.rstrip("*") for a in owner.hash_feature.split(";")]
-                    if words[1].upper() in offered:
+                    if words[1].upper() in owner.hash_names()[0]:
                         self._hash_name = words[1].upper()
                         self.respond("200 " + self._hash_name)
                     else:
@@ -108,8 +107,7 @@ class FtpServer:
                     self.respond("550 %s is not a file." % line)
                     return
                 import hashlib
-                selected = [a.rstrip("*") for a in owner.hash_feature.split(";") if a.endswith("*")]
-                name = getattr(self, "_hash_name", None) or (selected or ["SHA-256"])[0]
+                name = getattr(self, "_hash_name", None) or owner.hash_names()[1]
                 with open(path, "rb") as fh:
                     digest = hashlib.file_digest(fh, name.replace("-", "").lower()).hexdigest()
                 with owner.lock:
@@ -140,6 +138,13 @@ class FtpServer:
         self.thread.start()
         wait_for_port(self.port)
         return self
+
+    def hash_names(self):
+        """The algorithms ``hash_feature`` offers, and the one it marks as
+        selected (``*``; SHA-256 where none is marked)."""
+        offered = self.hash_feature.split(";")
+        selected = next((a.rstrip("*") for a in offered if a.endswith("*")), "SHA-256")
+        return [a.rstrip("*") for a in offered], selected
 
     def _loop(self):
         while not self._stop.is_set():
