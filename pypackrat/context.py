@@ -26,7 +26,8 @@ class Options:
 
 def run_clock():
     """The run's moment. PACKRAT_DATE=YYYYMMDD (or YYYYMMDDHHMM) sets it for
-    re-doing a missed night by hand, and for tests; otherwise now."""
+    re-doing a missed night by hand, and for tests; otherwise now. A date
+    after today is refused."""
     forced = os.environ.get("PACKRAT_DATE", "")
     if forced:
         fmt = "%Y%m%d%H%M" if len(forced) == 12 else "%Y%m%d"
@@ -34,6 +35,12 @@ def run_clock():
             moment = datetime.datetime.strptime(forced, fmt)
         except ValueError:
             raise PackratError("PACKRAT_DATE=%r: must be YYYYMMDD or YYYYMMDDHHMM" % forced)
+        today = datetime.date.today()
+        if moment.date() > today:
+            # a typo (20621129) would make every archive "old": refuse, purge nothing
+            raise PackratError("PACKRAT_DATE=%s is after today (%s): a run date in the future is "
+                               "refused (it would purge every archive); unset it or give a past date"
+                               % (forced, today.strftime("%Y%m%d")))
         return moment if len(forced) == 12 else moment.replace(hour=12)
     return datetime.datetime.now()
 

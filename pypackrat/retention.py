@@ -1,4 +1,5 @@
-"""Dates in archive names, the age test, and dar chains.
+"""Dates in archive names, the age test, dar chains, and which names of a
+place are this host's to purge.
 
 A name's date is the last ``20YYMMDD`` in it that is a real date. A file is
 old when ``floor((now - that date at 00:00) / 86400) > days``, the
@@ -9,22 +10,52 @@ Filesystem archives form chains: ``PREFIX-DATE.master.N.dar`` is a master;
 the same PREFIX dated on or before it (or a full archive that stands alone
 when there is no such master). With chains kept, a master is not purged
 while an incremental that is kept depends on it.
+
+Whatever their age, a purge keeps the newest backup of each kind: for each
+archive prefix (a target) the archives that restore its newest state (its
+newest complete master, slice 1 present, and the newest incremental taken
+against it; or the newest full archive where there is no master), the
+newest dump of each database, and the newest file of every other series
+(a name with its date taken out). Dates after the run's day do not count as
+newest. So backups that fail for longer than the purge age, or a run date
+far ahead, never leave a place empty.
+
+Planning is near-linear in the number of names: names are grouped by prefix
+once, and each incremental finds its master by bisection.
 """
+import bisect
 import datetime
+import fnmatch
+import functools
 import re
 
 _DATE = re.compile(r"(?<!\d)(20\d{6})(?!\d)")
 _DAR = re.compile(r"^(?P<prefix>.+)-(?P<date>20\d{6})\.(?P<master>master\.)?(?P<slice>\d+)\.dar$")
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _day(text):
+    """``YYYYMMDD`` as a date, or None when it is not a real date."""
+    try:
+        return datetime.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
+def _last_date(name):
+    """(date, start, end) of the last valid date in ``name``, or None."""
+    found = None
+    for m in _DATE.finditer(name):
+        day = _day(m.group(1))
+        if day is not None:
+            found = (day, m.start(1), m.end(1))
+    return found
+
+
 def date_in_name(name):
     """The date a name carries (the last valid one), or None."""
-    for text in reversed(_DATE.findall(name)):
-        try:
-            return datetime.datetime.strptime(text, "%Y%m%d").date()
-        except ValueError:
-            continue
-    return None
+    found = _last_date(name)
+    return found[0] if found else None
 
 
 def age_in_days(day, now):
@@ -41,6 +72,8 @@ def is_old(name, days, now):
 class DarName:
     """A parsed dar slice name."""
 
+    __slots__ = ("name", "prefix", "day", "master", "slice")
+
     def __init__(self, name, prefix, day, master, slice_no):
         self.name, self.prefix, self.day = name, prefix, day
         self.master, self.slice = master, slice_no
@@ -55,9 +88,8 @@ def parse_dar(name):
     m = _DAR.match(name)
     if not m:
         return None
-    try:
-        day = datetime.datetime.strptime(m.group("date"), "%Y%m%d").date()
-    except ValueError:
+    day = _day(m.group("date"))
+    if day is None:
         return None
     return DarName(name, m.group("prefix"), day, bool(m.group("master")), int(m.group("slice")))
 
@@ -73,22 +105,134 @@ def master_of(incremental, masters):
     return best
 
 
-def plan(names, days, now, keep_chains=True):
+def _dump_key(name):
+    """(host, engine, database part) of a dump's name, or None."""
+    from pypackrat import dumps
+    parsed = dumps.parse_dump_name(name)
+    if parsed is None:
+        return None
+    if isinstance(parsed, tuple):
+        return tuple(parsed[:3])
+    return (parsed.host, parsed.engine, parsed.database)
+
+
+def newest_chain(group, today):
+    """The archives (base names) that restore one prefix's newest state as of
+    ``today``, from its parsed slices ``group``: the newest master that has a
+    first slice and the newest incremental dated from that master's day, or
+    the newest full archive where there is no master (as
+    filesystem.restore_chain). Dates after ``today`` do not count."""
+    master = None
+    for p in group:
+        if p.master and p.slice == 1 and p.day <= today and (master is None or p.day > master.day):
+            master = p
+    best = None
+    for p in group:
+        if (not p.master and p.slice == 1 and p.day <= today
+                and (master is None or p.day >= master.day) and (best is None or p.day > best.day)):
+            best = p
+    return {p.archive for p in (master, best) if p is not None}
+
+
+def plan(names, days, now, keep_chains=True, keep_newest=True):
     """The names to delete, of ``names`` (base names in one place)."""
-    old = {n for n in names if is_old(n, days, now)}
-    if not keep_chains or not old:
-        return sorted(old)
-    parsed = [p for p in (parse_dar(n) for n in names) if p]
-    masters = [p for p in parsed if p.master]
-    keep_masters = set()
-    for p in parsed:
-        if not p.master and p.name not in old:
-            m = master_of(p, masters)
-            if m is not None:
-                keep_masters.add((m.prefix, m.day))
+    today = now.date()
+    ages = {}
 
-    def needed(name):
-        p = parse_dar(name)
-        return p is not None and p.master and (p.prefix, p.day) in keep_masters
+    def old_day(day):
+        if day not in ages:
+            ages[day] = age_in_days(day, now) > days
+        return ages[day]
 
-    return sorted(n for n in old if not needed(n))
+    old = set()
+    dars = {}       # prefix -> [DarName]
+    newest = {}     # series key -> (day, [names])
+    for name in names:
+        parsed = parse_dar(name)
+        if parsed is not None:
+            if old_day(parsed.day):
+                old.add(name)
+            dars.setdefault(parsed.prefix, []).append(parsed)
+            continue
+        found = _last_date(name)
+        if found is None:
+            continue  # never old, never purged
+        day, start, end = found
+        if old_day(day):
+            old.add(name)
+        if not keep_newest or day > today:
+            continue
+        key = _dump_key(name)
+        key = ("dump",) + key if key else ("name", name[:start], name[end:])
+        have = newest.get(key)
+        if have is None or day > have[0]:
+            newest[key] = (day, [name])
+        elif day == have[0]:
+            have[1].append(name)
+    if not old:
+        return []
+
+    keep = set()
+    for prefix, group in dars.items():
+        if keep_chains:
+            master_days = sorted({p.day for p in group if p.master})
+            needed = set()
+            if master_days:
+                for p in group:
+                    if not p.master and p.name not in old:
+                        i = bisect.bisect_right(master_days, p.day) - 1
+                        if i >= 0:
+                            needed.add(master_days[i])
+            keep.update(p.name for p in group if p.master and p.day in needed)
+        if keep_newest:
+            chain = newest_chain(group, today)
+            keep.update(p.name for p in group if p.archive in chain)
+    for _, kept in newest.values():
+        keep.update(kept)
+    return sorted(old - keep)
+
+
+class Owner:
+    """Which names of a place are this host's archives, the only ones a
+    purge considers: names that start with a dot never; then
+
+    - a dar slice whose prefix is ``HOST<TARGET>`` of a configured target;
+    - a database dump ``HOST-ENGINE-DB-DATE.sql.*`` whose host part is this
+      host exactly (``dumps.parse_dump_name``);
+    - a name starting with ``HOST-MODULE-`` for a Bash backup module
+      (modules/example.sh's convention: ``HOST-example-srv-www-DATE.tar.gz``);
+    - a name matching one of ``patterns`` (shell globs on the base name).
+
+    With ``any_host`` (PURGE_REMOTE_ALL_HOSTS), every dar slice, every dump,
+    and every name holding ``-MODULE-`` of any host. Matching a target's full
+    prefix rather than ``HOST-`` is what tells host ``web`` (target
+    ``/db/etc``) from host ``web-db`` (target ``/etc``): both make
+    ``web-db-etc-DATE...``; each host purges only its own targets' names."""
+
+    def __init__(self, host, dar_prefixes=(), modules=(), patterns=(), any_host=False):
+        self.host = host
+        self.dar_prefixes = frozenset(dar_prefixes)
+        self.modules = tuple(modules)
+        self.starts = tuple("%s-%s-" % (host, m) for m in self.modules)
+        self.patterns = tuple(patterns)
+        self.any_host = any_host
+
+    def __call__(self, name):
+        if not name or name.startswith("."):
+            return False
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns):
+            return True
+        parsed = parse_dar(name)
+        if parsed is not None:
+            if self.any_host or parsed.prefix in self.dar_prefixes:
+                return True
+        elif name.startswith(self.host + "-") or self.any_host:
+            key = _dump_key(name)
+            if key is not None and (self.any_host or key[0] == self.host):
+                return True
+        if self.any_host:
+            return any("-%s-" % m in name for m in self.modules)
+        return name.startswith(self.starts)
+
+    def filter(self, names):
+        return [n for n in names if self(n)]

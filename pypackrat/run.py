@@ -12,8 +12,10 @@ going offsite); at the end every failure goes into one mail and the exit
 status is 1.
 """
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 
 from pypackrat import execute, log, mail, modules, retention, transfer
 from pypackrat.errors import LockedError, PackratError
@@ -23,15 +25,79 @@ EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
 
 # -- one run at a time ----------------------------------------------------
 
+DEFAULT_LOCK_FILE = "/run/packrat/packrat.lock"
+
+
+def _refuse(path, why):
+    """One line naming the file, the reason and the fix (cli.py prefixes
+    "cannot take the lock PATH: ")."""
+    return OSError("%s %s; remove it (it holds no data), or keep LOCK_FILE in a directory only "
+                   "root can write, as the default %s" % (path, why, DEFAULT_LOCK_FILE))
+
+
+def _owner_name(uid):
+    import pwd
+    try:
+        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:
+        return "uid %d" % uid
+
+
 @contextlib.contextmanager
 def lock(path):
     """Hold an flock on ``path`` for the whole run. The kernel drops it when
-    the process dies, so a killed run never blocks the next one."""
-    directory = os.path.dirname(path)
-    if directory and not os.path.isdir(directory):
-        os.makedirs(directory, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    the process dies, so a killed run never blocks the next one.
+
+    The file is never reached through a symbolic link (O_NOFOLLOW, and its
+    directory opened with O_NOFOLLOW too), and is refused unless it is a
+    plain file with one link owned by root (by the invoking user when not
+    root): a link or a file another user planted, or one another user holds
+    open, would let that user truncate root's files or stop every backup.
+    A missing directory is created 0700; an existing one must be owned by
+    root (or the invoking user) and not writable by others unless sticky
+    (/run/lock). The file is 0600: nobody else can open it to hold it."""
+    uid = os.geteuid()
+    path = os.path.abspath(path)
+    directory, base = os.path.split(path)
+    made_dir = False
+    if not os.path.lexists(directory):
+        try:
+            os.makedirs(directory, mode=0o700)
+            made_dir = True
+        except FileExistsError:
+            pass
     try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _refuse(directory, "(the lock's directory) is a symbolic link or not a directory")
+        raise
+    try:
+        st = os.fstat(dfd)
+        if made_dir:
+            os.fchmod(dfd, 0o700)
+        else:
+            if st.st_uid not in (0, uid):
+                raise _refuse(directory, "(the lock's directory) is owned by %s, not by %s"
+                              % (_owner_name(st.st_uid), "root" if uid == 0 else _owner_name(uid)))
+            if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+                raise _refuse(directory, "(the lock's directory) is writable by other users "
+                              "(mode %04o)" % stat.S_IMODE(st.st_mode))
+        fd = _open_lock_file(path, base, dfd)
+    finally:
+        os.close(dfd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(path, "is not a plain file")
+        if st.st_uid != uid:
+            raise _refuse(path, "is owned by %s, not by %s: another user may have planted it"
+                          % (_owner_name(st.st_uid), "root" if uid == 0 else _owner_name(uid)))
+        if st.st_nlink != 1:
+            raise _refuse(path, "has %d hard links (another name may lead to a file of root's)"
+                          % st.st_nlink)
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.fchmod(fd, 0o600)  # an older packrat made it 0644: nobody else may open it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -45,49 +111,130 @@ def lock(path):
         os.close(fd)
 
 
+def _open_lock_file(path, base, dfd):
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    for _ in range(3):
+        try:
+            return os.open(base, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd)
+        except FileExistsError:
+            pass
+        try:
+            return os.open(base, flags, dir_fd=dfd)
+        except FileNotFoundError:
+            continue  # removed in between: create it again
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _refuse(path, "is a symbolic link: another user may have planted it")
+            raise
+    raise _refuse(path, "keeps disappearing and reappearing")
+
+
 # -- purge ------------------------------------------------------------------
 
+def owner(ctx, remote=False):
+    """Which names are this host's archives (retention.Owner): its
+    FS_TARGETS' dar prefixes, its dumps (host matched exactly), the
+    ``HOST-MODULE-`` names of its Bash backup modules, and PURGE_PATTERNS;
+    of any host on a remote with PURGE_REMOTE_ALL_HOSTS."""
+    from pypackrat.modules import filesystem
+    settings, host = ctx.settings, ctx.hostname
+    prefixes = [filesystem.archive_prefix(host, t) for t in settings["FS_TARGETS"]]
+    bash = [m for m in settings["BACKUP_MODULES"] if m not in modules.BACKUP]
+    return retention.Owner(host, prefixes, bash, settings["PURGE_PATTERNS"],
+                           any_host=remote and settings["PURGE_REMOTE_ALL_HOSTS"])
+
+
+def _local_places(top_fd, top, recursive):
+    """(directory fd, directory path, [plain file names]) of BACKUP_DIR and,
+    when ``recursive``, of its subdirectories (never through a symbolic link,
+    never a directory whose name starts with a dot, as .packrat-tmp-*)."""
+    stack = [(os.dup(top_fd), top)]
+    while stack:
+        fd, path = stack.pop()
+        try:
+            names = []
+            for entry in os.scandir(fd):
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive and not entry.name.startswith("."):
+                        try:
+                            sub = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                          | os.O_CLOEXEC, dir_fd=fd)
+                        except OSError:
+                            continue
+                        stack.append((sub, os.path.join(path, entry.name)))
+                elif entry.is_file(follow_symlinks=False):
+                    names.append(entry.name)
+            yield fd, path, names
+        finally:
+            os.close(fd)
+
+
 def purge_local(ctx, days):
-    """Delete the dated files under BACKUP_DIR older than ``days``. A name
-    without a date is never touched; symbolic links are neither deleted nor
-    followed; nothing outside BACKUP_DIR is looked at, nor the working
-    directories (.packrat-tmp-*) of a restore or verify that may be running."""
+    """Delete this host's archives in BACKUP_DIR older than ``days`` (only
+    names ``owner()`` accepts: another tool's or a photo's dated name is
+    never touched), keeping each target's newest chain and each database's
+    newest dump. A name without a date is never touched; symbolic links are
+    neither deleted nor followed; subdirectories only with
+    PURGE_LOCAL_RECURSIVE, never the working directories (.packrat-tmp-*)
+    of a restore or verify that may be running."""
     top = ctx.backup_dir
     if not os.path.isdir(top):
         log.verbose("Purging: %s does not exist yet" % top)
         return
     log.verbose("Purging local archives older than %d days in %s" % (days, top))
     keep_chains = ctx.settings["PURGE_KEEP_CHAINS"]
-    for directory, dirs, files in os.walk(top, followlinks=False):
-        dirs[:] = [d for d in dirs if not d.startswith(execute.TEMP_PREFIX)]
-        names = [f for f in files if not os.path.islink(os.path.join(directory, f))]
-        for name in retention.plan(names, days, ctx.now, keep_chains):
-            path = os.path.join(directory, name)
-            if ctx.dry_run:
-                log.info("[dry run] would delete %s" % path)
-                continue
-            log.verbose("Deleting %s" % path)
-            os.unlink(path)
+    mine = owner(ctx)
+    top_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for fd, directory, names in _local_places(top_fd, top, ctx.settings["PURGE_LOCAL_RECURSIVE"]):
+            for name in retention.plan(mine.filter(names), days, ctx.now, keep_chains):
+                path = os.path.join(directory, name)
+                if ctx.dry_run:
+                    log.info("[dry run] would delete %s" % path)
+                    continue
+                log.verbose("Deleting %s" % path)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(top_fd)
 
 
 def remote_candidates(ctx, names):
     """The names of a remote listing that a purge may consider: plain file
-    names, and (unless PURGE_REMOTE_ALL_HOSTS) only this host's."""
-    prefix = ctx.hostname + "-"
+    names that are this host's archives (``owner()``; of any host with
+    PURGE_REMOTE_ALL_HOSTS)."""
+    mine = owner(ctx, remote=True)
     out = []
     for name in names:
         if not transfer.safe_name(name):
             log.verbose("Purging: ignoring remote entry %r (not a plain file name)" % name)
             continue
-        if not ctx.settings["PURGE_REMOTE_ALL_HOSTS"] and not name.startswith(prefix):
-            continue
-        out.append(name)
+        if mine(name):
+            out.append(name)
     return out
+
+
+class Unreachable(PackratError):
+    """A remote could not be connected to (after the retries)."""
+
+
+@contextlib.contextmanager
+def connected(ctx, resolved):
+    """``open_remote`` entered; a failed connection raises Unreachable."""
+    remote = open_remote(ctx, resolved)
+    try:
+        remote.__enter__()
+    except PackratError as exc:
+        raise Unreachable(str(exc)) from None
+    try:
+        yield remote
+    finally:
+        remote.__exit__(None, None, None)
 
 
 def purge_remote(ctx, name, days):
     resolved = modules.resolve(ctx.settings, name, "upload")
-    with open_remote(ctx, resolved) as remote:
+    with connected(ctx, resolved) as remote:
         log.verbose("Purging remote archives older than %d days on %s" % (days, remote.describe()))
         names = remote_candidates(ctx, transfer.listing(remote))
         victims = retention.plan(names, days, ctx.now, ctx.settings["PURGE_KEEP_CHAINS"])
@@ -122,7 +269,7 @@ def upload(ctx, name, files):
     if resolved.kind == "bash":
         from pypackrat import shim
         return shim.upload(ctx, name, resolved.where, files)
-    with open_remote(ctx, resolved) as remote:
+    with connected(ctx, resolved) as remote:
         for path in files:
             transfer.upload(remote, path)
 
@@ -140,35 +287,62 @@ def files_of_date(ctx, date):
     return found
 
 
-def _step(errors, what, function, *args):
+def _attempt(what, function, *args):
+    """Run one step: (result, failure message or None, the exception)."""
     result = None
     try:
-        return function(*args)
+        return function(*args), None, None
     except PackratError as exc:
         message = str(exc)
         result = getattr(exc, "made", None)  # PartialFailure: what was made is still uploaded
+        error = exc
     except Exception as exc:  # a bug or an unexpected library error: one line, not a traceback
         message = "%s: %s: %s" % (what, type(exc).__name__, exc)
+        error = exc
         if os.environ.get("PACKRAT_DEBUG"):
             import traceback
             traceback.print_exc()
+    return result, log.mask(message), error
+
+
+def _fail(errors, message):
     message = log.mask(message)
     log.error(message)
     errors.append(message)
+
+
+def _step(errors, what, function, *args):
+    result, message, _ = _attempt(what, function, *args)
+    if message:
+        _fail(errors, message)
     return result
 
 
 def nightly(ctx):
-    """The run. Returns the list of failure messages (empty: success)."""
+    """The run. Returns the list of failure messages (empty: success).
+
+    One failure, one message: when a remote cannot be connected to for the
+    purge, its upload is still tried (the remote may be back), and the run
+    reports that remote once: the upload's message if it fails to connect
+    too, the purge's otherwise."""
     settings, options = ctx.settings, ctx.options
     errors = []
     if not ctx.dry_run and not os.path.isdir(ctx.backup_dir):
         os.makedirs(ctx.backup_dir, mode=0o700, exist_ok=True)
+    if not ctx.dry_run:  # what runs killed before their end left: .packrat-tmp-PID-*, private dirs
+        execute.sweep_stale(ctx.backup_dir)
 
     # 1, 2: purge, local then remote
     _step(errors, "purge local", purge_local, ctx, settings["PURGE_LOCAL_ARCHIVES"])
+    unreachable = {}  # upload module -> its purge's connection failure, reported once below
     for name in settings["UPLOAD_MODULES"]:
-        _step(errors, "purge %s" % name, purge_remote, ctx, name, settings["PURGE_REMOTE_ARCHIVES"])
+        _, message, exc = _attempt("purge %s" % name, purge_remote, ctx, name,
+                                   settings["PURGE_REMOTE_ARCHIVES"])
+        if isinstance(exc, Unreachable) and not options.purge_only:
+            unreachable[name] = message
+            log.verbose("%s (no purge; the upload will try to connect again)" % message)
+        elif message:
+            _fail(errors, message)
     # 3: -P stops here
     if options.purge_only:
         return errors
@@ -184,9 +358,23 @@ def nightly(ctx):
             ctx.new_backups = list(new)
 
     # 5: uploads, each sending every new file of this run
-    if new:
-        for name in settings["UPLOAD_MODULES"]:
-            _step(errors, "upload %s" % name, upload, ctx, name, new)
+    for name in settings["UPLOAD_MODULES"]:
+        purge_failure = unreachable.pop(name, None)
+        if not new:
+            if purge_failure:
+                _fail(errors, purge_failure)
+            continue
+        _, message, exc = _attempt("upload %s" % name, upload, ctx, name, new)
+        if purge_failure is None:
+            if message:
+                _fail(errors, message)
+        elif isinstance(exc, Unreachable):
+            _fail(errors, "%s (neither the purge nor the upload of %s ran)" % (message, name))
+        else:
+            _fail(errors, "%s (no purge of %s in this run%s)"
+                  % (purge_failure, name, "" if message else "; the upload went through"))
+            if message:
+                _fail(errors, message)
     return errors
 
 

@@ -63,15 +63,26 @@ def test_masters_kept_while_needed(penv):
 
 
 def test_without_chains_the_master_goes_by_age(penv):
-    """PURGE_KEEP_CHAINS=no: the original's rule, by age alone (for contrast)."""
+    """PURGE_KEEP_CHAINS=no: a master goes by age (for contrast), except that
+    the newest chain (its newest master and newest incremental) is kept
+    whatever its age (issue 11: never the last good backup)."""
     src = penv.tmp / "src"
     src.mkdir()
     penv.settings.update(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(src)],
                          PURGE_LOCAL_ARCHIVES=2, PURGE_KEEP_CHAINS=False)
-    for i, day in enumerate(DAYS[:4]):
-        mutate(str(src), i)
-        penv.run(date=day, check=0)
     p = prefix(src)
-    # Wednesday's purge took Sunday's master: Wednesday's run then made a new one
-    assert dar_names(str(penv.backup_dir)) == ["%s-20240108.1.dar" % p, "%s-20240109.1.dar" % p,
-                                               "%s-20240110.master.1.dar" % p]
+    for i, day in enumerate(DAYS[:9]):
+        if i <= 7:
+            mutate(str(src), i)
+        else:
+            write(str(src / ("day%d.txt" % i)), "day %d\n" % i, i)
+        penv.run(date=day, check=0)
+        if day == "20240110":
+            # Wednesday: Sunday's master is 3 days old, but it is the newest chain's
+            assert dar_names(str(penv.backup_dir)) == [
+                "%s-20240107.master.1.dar" % p, "%s-20240108.1.dar" % p,
+                "%s-20240109.1.dar" % p, "%s-20240110.1.dar" % p]
+    # Monday after the second master: the first goes by age, though Saturday's
+    # incremental (kept, 2 days old) depends on it; with chains kept it would stay
+    assert dar_names(str(penv.backup_dir)) == ["%s-20240113.1.dar" % p, "%s-20240114.master.1.dar" % p,
+                                               "%s-20240115.1.dar" % p]

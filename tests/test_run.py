@@ -27,6 +27,7 @@ def test_purge_keeps_young_undated_and_symlinked_files(penv, tmp_path):
     young = touch(bd / ("testhost-etc-%s.1.dar" % day(5)))
     old11 = touch(bd / ("testhost-etc-%s.1.dar" % day(11)))
     old30 = touch(bd / "sub" / ("testhost-mysql-all-%s.sql.bz2" % day(30)))
+    touch(bd / "sub" / ("testhost-mysql-all-%s.sql.bz2" % day(1)))  # the newest dump stays
     notes = touch(bd / "notes.txt")
     outside = touch(tmp_path / "outside" / ("precious-%s.tar" % day(40)))
     link = bd / ("link-%s.dar" % day(40))
@@ -34,6 +35,8 @@ def test_purge_keeps_young_undated_and_symlinked_files(penv, tmp_path):
     outside_dir = tmp_path / "outside"
     (bd / "linkdir").symlink_to(outside_dir)
     fetched = touch(bd / ".packrat-tmp-restore-1" / ("testhost-etc-%s.1.dar" % day(40)))
+    # only this host's archive names (FS_TARGETS), subdirectories only when asked
+    penv.write(FS_TARGETS=["/etc"], PURGE_LOCAL_RECURSIVE="yes")
     penv.run("-P", "-p", "10", date=day(0), check=0)
     assert young.exists() and notes.exists() and link.is_symlink() and outside.exists()
     assert fetched.exists()  # a running restore's working directory
@@ -44,6 +47,7 @@ def test_purge_age_is_whole_days_as_the_original(penv):
     bd = penv.backup_dir
     ten = touch(bd / ("testhost-a-%s.1.dar" % day(10)))
     eleven = touch(bd / ("testhost-a-%s.2.dar" % day(11)))
+    penv.write(FS_TARGETS=["/a"])
     # late in the day: still 10 whole days for the first file
     penv.run("-P", "-p", "10", date=day(0) + "2359", check=0)
     assert ten.exists() and not eleven.exists()
@@ -70,7 +74,8 @@ def test_remote_purge_on_local_considers_only_this_hosts_names(penv, tmp_path):
     mine_young = touch(nas / ("testhost-etc-%s.1.dar" % day(2)))
     other_old = touch(nas / ("otherhost-etc-%s.1.dar" % day(20)))
     undated = touch(nas / "testhost-README")
-    penv.write(LOCAL_DIR=str(nas), UPLOAD_MODULES=["local"])
+    touch(nas / ("otherhost-etc-%s.1.dar" % day(1)))  # the other host's newest stays
+    penv.write(LOCAL_DIR=str(nas), UPLOAD_MODULES=["local"], FS_TARGETS=["/etc"])
     penv.run("-P", "-r", "10", date=day(0), check=0)
     assert not mine_old.exists()
     assert mine_young.exists() and other_old.exists() and undated.exists()
@@ -86,15 +91,16 @@ def test_dry_run_changes_nothing(penv, tmp_path):
     bd = penv.backup_dir
     old = touch(bd / ("testhost-etc-%s.1.dar" % day(30)))
     remote_old = touch(nas / ("testhost-etc-%s.1.dar" % day(30)))
+    remote_newer = touch(nas / ("testhost-etc-%s.1.dar" % day(1)))
     new = touch(bd / ("testhost-etc-%s.1.dar" % day(0)))
-    penv.write(LOCAL_DIR=str(nas), UPLOAD_MODULES=["local"])
+    penv.write(LOCAL_DIR=str(nas), UPLOAD_MODULES=["local"], FS_TARGETS=["/etc"])
     before = {p: p.stat().st_mtime for p in (old, remote_old, new)}
     proc = penv.run("-n", "-U", day(0), date=day(0), check=0)
     assert "would delete %s" % old in proc.stdout
     assert "would delete %s" % remote_old.name in proc.stdout
     assert "would upload %s" % new in proc.stdout
     assert {p: p.stat().st_mtime for p in before} == before
-    assert sorted(os.listdir(nas)) == [remote_old.name]
+    assert sorted(os.listdir(nas)) == sorted([remote_old.name, remote_newer.name])
 
 
 def test_failure_mails_once_without_secrets_and_exits_1(penv, smtp, tmp_path):

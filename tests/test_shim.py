@@ -146,7 +146,8 @@ def test_bash_upload_module_list_and_purge_drive_the_remote_purge(site):
     young = touch(site.shelf / ("testhost-etc-%s.1.dar" % day(3)))
     other = touch(site.shelf / ("otherhost-etc-%s.1.dar" % day(30)))
     undated = touch(site.shelf / "testhost-README")
-    site.write(UPLOAD_MODULES=["shelf"])
+    touch(site.shelf / ("testhost-mysql-all-%s.sql.bz2" % day(1)))  # the newest dump stays
+    site.write(UPLOAD_MODULES=["shelf"], FS_TARGETS=["/etc"])
     proc = site.run("-v", "-P", "-r", "10", date=DATE, check=0)
     assert not old.exists() and not old_db.exists()
     assert young.exists() and other.exists() and undated.exists()
@@ -166,7 +167,7 @@ list_evil() {
     echo "../../etc/passwd"
     echo "/etc/passwd"
     # two words on one line: read as words, as $(list_evil) did
-    echo "testhost-a-%(old)s.dar testhost-b-%(old)s.dar"
+    echo "testhost-a-%(old)s.1.dar testhost-b-%(old)s.1.dar testhost-a-%(young)s.1.dar testhost-b-%(young)s.1.dar"
 }
 purge_evil() {
     echo "[$1]" >> "$EVIL_LOG"
@@ -175,12 +176,12 @@ purge_evil() {
 
 
 def test_listing_with_paths_and_dots_purges_none_of_them(penv, tmp_path):
-    module(penv, "evil.sh", EVIL % {"old": day(40)})
+    module(penv, "evil.sh", EVIL % {"old": day(40), "young": day(1)})
     log = tmp_path / "evil.log"
     penv.write(UPLOAD_MODULES=["evil"], EVIL_LOG=str(log), PURGE_REMOTE_ALL_HOSTS="yes")
     penv.run("-P", "-r", "10", date=DATE, check=0)
     # only the two plain names were handed to purge_evil
-    assert log.read_text().splitlines() == ["[testhost-a-%s.dar]" % day(40), "[testhost-b-%s.dar]" % day(40)]
+    assert log.read_text().splitlines() == ["[testhost-a-%s.1.dar]" % day(40), "[testhost-b-%s.1.dar]" % day(40)]
 
 
 def test_bash_remote_refuses_unsafe_names_itself(penv, tmp_path):
@@ -189,7 +190,7 @@ def test_bash_remote_refuses_unsafe_names_itself(penv, tmp_path):
     from pypackrat import config, log as plog, shim
     from pypackrat.context import Context, Options
     from pypackrat.errors import PackratError
-    module(penv, "evil.sh", EVIL % {"old": day(40)})
+    module(penv, "evil.sh", EVIL % {"old": day(40), "young": day(1)})
     logfile = tmp_path / "evil.log"
     penv.write(EVIL_LOG=str(logfile))
     settings = config.load(str(penv.config_path))
@@ -504,7 +505,7 @@ def test_example_modules_back_up_upload_and_restore(example, tmp_path):
 def test_example_upload_list_and_purge(example):
     old = touch(example.remote / ("testhost-example-x-%s.tar.gz" % day(12)))
     young = touch(example.remote / ("testhost-example-x-%s.tar.gz" % day(2)))
-    example.write(UPLOAD_MODULES=["example_upload"])
+    example.write(BACKUP_MODULES=["example"], UPLOAD_MODULES=["example_upload"])
     example.run("-P", date=DATE, check=0)
     assert not old.exists() and young.exists()
 
@@ -525,6 +526,7 @@ def test_purges_run_in_one_shell_and_a_failing_purge_is_one_failure(penv, tmp_pa
     names = ["testhost-etc-%s.1.dar" % day(d) for d in (30, 20, 15)]
     for n in names:
         touch(remote / n)
+    newest = touch(remote / ("testhost-etc-%s.1.dar" % day(1))).name  # always kept
     module(penv, "picky.sh", r'''
 mod_picky() { :; }
 list_picky() { ls -1 "$PICKY_DIR"; }
@@ -535,12 +537,13 @@ purge_picky() {
 }
 ''')
     log = tmp_path / "picky.log"
-    penv.write(UPLOAD_MODULES=["picky"], PICKY_DIR=str(remote), PICKY_LOG=str(log), PICKY_STUCK="")
+    penv.write(UPLOAD_MODULES=["picky"], PICKY_DIR=str(remote), PICKY_LOG=str(log), PICKY_STUCK="",
+               FS_TARGETS=["/etc"])
     penv.run("-P", date=DATE, check=0)
     calls = [line.split() for line in log.read_text().splitlines()]
     assert sorted(c[1] for c in calls) == sorted(names)
     assert len({c[0] for c in calls}) == 1  # one shell for the whole purge, as the original
-    assert os.listdir(remote) == []
+    assert os.listdir(remote) == [newest]
     # a purge_ that fails: exit 1, one mail naming the file
     for n in names:
         touch(remote / n)
@@ -554,8 +557,9 @@ purge_picky() {
 
 def test_dry_run_runs_no_bash_module_and_deletes_nothing(site):
     old = touch(site.shelf / ("testhost-etc-%s.1.dar" % day(20)))
+    newer = touch(site.shelf / ("testhost-etc-%s.1.dar" % day(1)))
     touch(site.backup_dir / ("testhost-etc-%s.1.dar" % DATE))
-    site.write(BACKUP_MODULES=["notes"], UPLOAD_MODULES=["shelf"])
+    site.write(BACKUP_MODULES=["notes"], UPLOAD_MODULES=["shelf"], FS_TARGETS=["/etc"])
     proc = site.run("-n", date=DATE, check=0)
     assert "[dry run] Bash backup module notes: %s" % (site.module_path / "notes.sh") in proc.stdout
     assert "[dry run] Bash upload module shelf: %s" % (site.module_path / "shelf.sh") in proc.stdout
@@ -567,7 +571,7 @@ def test_dry_run_runs_no_bash_module_and_deletes_nothing(site):
     assert os.listdir(site.backup_dir) == ["testhost-etc-%s.1.dar" % DATE]
     proc = site.run("-n", "-U", DATE, date=DATE, check=0)
     assert "would upload %s/testhost-etc-%s.1.dar with mod_shelf" % (site.backup_dir, DATE) in proc.stdout
-    assert os.listdir(site.shelf) == [old.name]
+    assert sorted(os.listdir(site.shelf)) == sorted([old.name, newer.name])
 
 
 # -- the same upload behaviour from a Python and a Bash upload module ----------
@@ -579,7 +583,8 @@ def test_upload_module_contract_python_and_bash(penv, tmp_path, upload):
     shutil.copy(os.path.join(ROOT, "modules", "example.sh"), penv.module_path)
     remote = tmp_path / "remote"
     remote.mkdir()
-    penv.write(UPLOAD_MODULES=[upload], LOCAL_DIR=str(remote), EXAMPLE_UPLOAD_DIR=str(remote))
+    penv.write(UPLOAD_MODULES=[upload], LOCAL_DIR=str(remote), EXAMPLE_UPLOAD_DIR=str(remote),
+               FS_TARGETS=["/etc"])
     plan = penv.run("-n", date=DATE, check=0)
     kind = "Python" if upload == "local" else "Bash"
     assert "[dry run] %s upload module %s" % (kind, upload) in plan.stdout
@@ -618,11 +623,11 @@ def test_listing_is_only_what_list_prints(penv, tmp_path):
     module(penv, "noisy.sh", r'''
 echo "testhost-noise-20200101.1.dar"
 mod_noisy() { :; }
-list_noisy() { echo "testhost-real-20200101.1.dar"; }
+list_noisy() { echo "testhost-real-20200101.1.dar"; echo "testhost-real-20261120.1.dar"; }
 purge_noisy() { echo "[$1]" >> "$NOISY_LOG"; }
 ''')
     log = tmp_path / "noisy.log"
-    penv.write(UPLOAD_MODULES=["noisy"], NOISY_LOG=str(log))
+    penv.write(UPLOAD_MODULES=["noisy"], NOISY_LOG=str(log), FS_TARGETS=["/real", "/noise"])
     proc = penv.run("-P", date=DATE, check=0)
     assert log.read_text() == "[testhost-real-20200101.1.dar]\n"
     assert "testhost-noise-20200101.1.dar" in proc.stderr

@@ -408,8 +408,9 @@ def penv_server_key(backend):
 
 
 def test_hostile_names_in_a_listing_are_never_deleted(backend, penv, monkeypatch):
-    ctx = context(penv, backend)
+    ctx = context(penv, backend, FS_TARGETS=["/old"])  # this host's names (issue 11)
     old = "testhost-old-%s.1.dar" % OLD
+    backend.inject("testhost-old-%s.1.dar" % TODAY)  # the newest stays, whatever the age
     newline = "testhost-evil\n-%s.1.dar" % OLD
     backend.inject(old)
     backend.inject(newline)
@@ -442,11 +443,11 @@ def test_10000_names_purged_over_one_connection(backend, penv):
     if not backend.transport:
         pytest.skip("%s: purge_NAME runs once per name in one shell, one rm process each "
                     "(about 20 s for 10,000 here); the one-shell purge is in test_shim" % backend.name)
-    for i in range(10_000):
-        backend.inject("testhost-n%05d-%s.1.dar" % (i, OLD), b"")
-    young = "testhost-young-%s.1.dar" % TODAY
+    for i in range(10_000):  # the slices of an old master of target /n
+        backend.inject("testhost-n-%s.master.%d.dar" % (OLD, i + 1), b"")
+    young = "testhost-n-%s.master.1.dar" % TODAY
     backend.inject(young, b"young")
-    penv.write(UPLOAD_MODULES=[backend.name], **backend.settings)
+    penv.write(UPLOAD_MODULES=[backend.name], FS_TARGETS=["/n"], **backend.settings)
     penv.run("-P", "-r", "10", date=TODAY, check=0, timeout=300)
     assert backend.files() == {young: b"young"}
     if backend.connections is not None:
