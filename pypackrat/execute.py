@@ -4,16 +4,26 @@ Commands are argv lists, never shell strings. Pipelines join their processes
 with OS pipes (the ``sh`` package's ``_piped``), so the bytes of a dump never
 pass through Python, and every process's exit status is checked.
 
-Secrets reach programs through 0600 files in a private directory, through
-inherited descriptors or through the environment, never through argv.
+Secrets reach programs through memory files passed as inherited
+descriptors (``/dev/fd/N``: nothing on disk, gone when the process is), or
+through the environment, never through argv; 0600 files in a private
+directory only where memory files are not available.
+
+Every child dies with packrat (``PR_SET_PDEATHSIG``): a run killed with
+SIGKILL leaves no dump or dar process writing on. What such a run leaves
+on disk (``.packrat-tmp-PID-*`` files, its private directory) is removed by
+the next run (``sweep_stale``).
 
 With dry run on, a command that would change something is printed instead of
 run; read-only commands (``changes=False``) still run.
 """
 import contextlib
 import os
+import re
 import shlex
 import shutil
+import signal
+import stat
 import sys
 import tempfile
 
@@ -89,17 +99,68 @@ class Result:
         self.code, self.out, self.err = code, out, err
 
 
-def _kwargs(env, ok_codes, pass_fds, cwd, clean_env=False):
+# -- children die with packrat ---------------------------------------------------
+
+PR_SET_PDEATHSIG = 1
+_prctl = []  # [function or None], looked up once, before any fork
+
+
+def _prctl_function():
+    if not _prctl:
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            function = libc.prctl
+            function.restype = ctypes.c_int
+            function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
+                                 ctypes.c_ulong, ctypes.c_ulong]
+            _prctl.append(function)
+        except (OSError, AttributeError):  # not Linux: no parent-death signal
+            _prctl.append(None)
+    return _prctl[0]
+
+
+def _die_with_parent():
+    """A function for the child between fork and exec: ask the kernel to
+    SIGKILL it when packrat dies. The kernel sends it when the *thread*
+    that forked exits, so a command must be started and waited for by the
+    same thread (run and pipeline do). If packrat died before the request
+    took effect, the child ends at once."""
+    parent = os.getpid()
+    prctl = _prctl_function()
+
+    def setup():
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return setup
+
+
+def _kwargs(env, ok_codes, pass_fds, cwd, clean_env=False, argv=()):
     # each command in a process group of its own, so that stopping packrat
     # (SIGTERM, Ctrl-C) stops the command and everything it started
-    kw = {"_ok_code": list(ok_codes), "_tty_out": False, "_return_cmd": True, "_new_group": True}
+    kw = {"_ok_code": list(ok_codes), "_tty_out": False, "_return_cmd": True, "_new_group": True,
+          "_preexec_fn": _die_with_parent()}
     if env is not None or clean_env:
         kw["_env"] = _env(env, clean_env)
-    if pass_fds:
-        kw["_pass_fds"] = set(pass_fds)
+    fds = set(pass_fds) | _named_secret_fds(argv, env)
+    if fds:
+        kw["_pass_fds"] = fds
     if cwd is not None:
         kw["_cwd"] = str(cwd)
     return kw
+
+
+def _missing(argv0):
+    """None when ``argv0`` can be run, else the line saying it is missing."""
+    if os.sep in argv0:
+        if os.path.isfile(argv0) and os.access(argv0, os.X_OK):
+            return None
+        return "%s is not installed (no such program)" % argv0
+    if shutil.which(argv0):
+        return None
+    return "%s is not installed (not found in PATH)" % argv0
 
 
 def run(argv, *, env=None, clean_env=False, ok_codes=(0,), stdin=None, stdout=None,
@@ -110,7 +171,8 @@ def run(argv, *, env=None, clean_env=False, ok_codes=(0,), stdin=None, stdout=No
     an open file or descriptor, or "inherit" for packrat's own stdout.
     stderr: None to capture (its tail goes into the error message) or
     "inherit". env adds to packrat's environment (replaces it with
-    clean_env). Returns a Result (code, out, err), or None in dry run.
+    clean_env). A ``/dev/fd/N`` of ``secret_path`` named in argv or env is
+    passed on by itself. Returns a Result (code, out, err), or None in dry run.
     """
     argv = [str(a) for a in argv]
     if not quiet:
@@ -118,8 +180,11 @@ def run(argv, *, env=None, clean_env=False, ok_codes=(0,), stdin=None, stdout=No
     if _dry_run and changes:
         log.info("[dry run] would run: %s" % show(argv))
         return None
+    missing = _missing(argv[0])
+    if missing:
+        raise PackratError(missing)
     sh = _sh()
-    kw = _kwargs(env, ok_codes, pass_fds, cwd, clean_env)
+    kw = _kwargs(env, ok_codes, pass_fds, cwd, clean_env, argv)
     opened = None
     try:
         if stdout == "inherit":
@@ -155,12 +220,37 @@ def run(argv, *, env=None, clean_env=False, ok_codes=(0,), stdin=None, stdout=No
             opened.close()
 
 
+# What a process prints when its reader went away first: it did not fail
+# for a reason of its own (mysqldump: "Got errno 32 on write", openssl and
+# others: "Broken pipe" / "EPIPE").
+_BROKEN_PIPE = re.compile(r"broken pipe|errno[ =:]*32\b|\bEPIPE\b", re.I)
+
+
+def is_pipe_victim(failure):
+    """True when a pipeline stage failed only because its neighbour exited
+    first: killed by SIGPIPE, or saying so on stderr."""
+    if failure.code == -signal.SIGPIPE:
+        return True
+    return bool(_BROKEN_PIPE.search(failure.stderr or ""))
+
+
+def first_cause(failures):
+    """The failure to report of a pipeline's failed stages (in pipe order):
+    the first one that failed for a reason of its own (a full disk, a
+    refused login), before those killed by their neighbour's exit."""
+    own = [f for f in failures if not is_pipe_victim(f)]
+    return (own or failures)[0]
+
+
 def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None):
     """Run ``stages[0] | stages[1] | ... > out`` with OS pipes between them.
 
     ``out`` is a path or an open binary file. Every process's exit status is
     checked (ok_codes: a list of accepted codes per stage, default 0 only);
-    the first failing stage in pipe order is reported. Returns a Result per
+    the failure reported is the first stage in pipe order that failed for a
+    reason of its own (not by SIGPIPE or a broken pipe: a full disk shows as
+    the compressor's "No space left on device", not as the dump's broken
+    pipe). Nothing starts when a program is missing. Returns a Result per
     stage (code, err: its stderr), or None in dry run.
     """
     stages = [[str(a) for a in argv] for argv in stages]
@@ -169,6 +259,9 @@ def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None):
     if _dry_run:
         log.info("[dry run] would run: %s > %s" % (line, out))
         return None
+    missing = [m for m in (_missing(argv[0]) for argv in stages) if m]
+    if missing:
+        raise PackratError("; ".join(missing))
     sh = _sh()
     ok_codes = ok_codes or [(0,)] * len(stages)
     opened = None
@@ -179,7 +272,7 @@ def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None):
             out = opened
         upstream = None
         for i, argv in enumerate(stages):
-            kw = _kwargs(env, ok_codes[i], pass_fds, None)
+            kw = _kwargs(env, ok_codes[i], pass_fds, None, argv=argv)
             kw.update(_bg=True, _bg_exc=False)
             if upstream is not None:
                 kw["_in"] = upstream
@@ -199,7 +292,7 @@ def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None):
             except sh.ErrorReturnCode as exc:
                 failures.append(CommandFailed(argv, exc.exit_code, _err_text(exc)))
         if failures:
-            raise failures[0]
+            raise first_cause(failures)
         return [Result(proc.exit_code, "", _stderr_of(proc)) for proc in procs]
     except BaseException:
         _stop(procs)
@@ -237,6 +330,10 @@ def atomic_output(final_path):
 
 
 TEMP_PREFIX = ".packrat-tmp-"
+# what a run leaves under its PID: .packrat-tmp-PID-NAME (files and
+# directories beside the final names) and its private directory packrat-PID-XXXX
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"([0-9]+)-.")
+_PRIVATE_NAME = re.compile(r"packrat-([0-9]+)-[A-Za-z0-9_]+\Z")
 
 
 def is_temporary(name):
@@ -246,12 +343,21 @@ def is_temporary(name):
 _private_dir = None
 
 
+def _private_bases():
+    bases = []
+    if os.access("/dev/shm", os.W_OK):
+        bases.append("/dev/shm")
+    bases.append(tempfile.gettempdir())
+    return bases
+
+
 def private_dir():
-    """A 0700 directory for this run's secret files, removed at exit."""
+    """A 0700 directory for this run's secret files, removed at exit (and,
+    after a run killed before its exit, by the next run: its name holds the
+    PID)."""
     global _private_dir
     if _private_dir is None or not os.path.isdir(_private_dir):
-        base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        _private_dir = tempfile.mkdtemp(prefix="packrat-", dir=base)
+        _private_dir = tempfile.mkdtemp(prefix="packrat-%d-" % os.getpid(), dir=_private_bases()[0])
         os.chmod(_private_dir, 0o700)
         import atexit
         atexit.register(shutil.rmtree, _private_dir, True)
@@ -272,16 +378,182 @@ def secret_file(content, name="secret"):
             os.unlink(path)
 
 
+def _memory_file(data):
+    fd = os.memfd_create("packrat-secret", 0)  # inheritable, not close-on-exec
+    try:
+        os.fchmod(fd, 0o600)  # clients ignore option/password files others may write or read
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.set_inheritable(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 @contextlib.contextmanager
 def secret_fd(content):
     """An inheritable descriptor holding ``content`` (a memory file, nothing on
-    disk), for ``-pass fd:N`` or ``/dev/fd/N``; closed when the block ends."""
-    data = content.encode() if isinstance(content, str) else content
-    fd = os.memfd_create("packrat-secret", 0)
+    disk, mode 0600), for ``-pass fd:N`` or ``/dev/fd/N``; closed when the
+    block ends. Pass it to commands with ``pass_fds``."""
+    fd = _memory_file(content.encode() if isinstance(content, str) else content)
     try:
-        os.write(fd, data)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.set_inheritable(fd, True)
         yield fd
     finally:
         os.close(fd)
+
+
+_secret_paths = {}  # "/dev/fd/N" -> N, while its secret_path block runs
+
+
+@contextlib.contextmanager
+def secret_path(content, name="secret"):
+    """A path a program opens to read ``content``: ``/dev/fd/N`` of a memory
+    file (nothing on disk, not even after SIGKILL). ``run`` and ``pipeline``
+    pass the descriptor to every command whose argv or environment names
+    the path, so it works in place of a file path (``--defaults-file=``,
+    ``PGPASSFILE``). Where memory files do not exist, a 0600 file of
+    ``secret_file``."""
+    data = content.encode() if isinstance(content, str) else content
+    try:
+        fd = _memory_file(data)
+    except (AttributeError, OSError):
+        with secret_file(data, name) as path:
+            yield path
+        return
+    path = "/dev/fd/%d" % fd
+    _secret_paths[path] = fd
+    try:
+        yield path
+    finally:
+        _secret_paths.pop(path, None)
+        os.close(fd)
+
+
+def _named_secret_fds(argv, env):
+    if not _secret_paths:
+        return set()
+    words = list(argv) + [str(v) for v in (env or {}).values()]
+    found = set()
+    for path, fd in _secret_paths.items():
+        # "/dev/fd/1" must not match inside "/dev/fd/12"
+        pattern = re.compile(re.escape(path) + r"(?![0-9])")
+        if any(pattern.search(word) for word in words):
+            found.add(fd)
+    return found
+
+
+# -- what a killed run left behind ---------------------------------------------------
+
+def _started_at(pid):
+    """When process ``pid`` started (seconds since the epoch), None if it
+    does not exist; 0 if it exists but its start is not known."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as fh:
+            boot = next(int(l.split()[1]) for l in fh if l.startswith(b"btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, IndexError, StopIteration):
+        return 0
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return 0
+    return 0
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _is_stale(pid, st):
+    """True when the run ``pid`` that made the entry ``st`` is gone: no such
+    process, or a process that is not packrat and started after the entry
+    last changed (the PID was reused, e.g. after a reboot; ctime, which no
+    program can set back). Our own PID: entries older than this process."""
+    started = _started_at(pid)
+    if started is None:
+        return True
+    if pid != os.getpid() and b"packrat" in _cmdline(pid):
+        return False
+    return bool(started) and st.st_ctime < started - 2
+
+
+def _remove_entry(name, st, dir_fd, where):
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=dir_fd)
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warn("Cannot remove %s, left by a run that died: %s" % (os.path.join(where, name), exc))
+        return
+    log.verbose("Removed %s, left by a run that died" % os.path.join(where, name))
+
+
+def sweep_stale(*directories):
+    """Remove what runs that died (SIGKILL, power loss) left behind: every
+    ``.packrat-tmp-PID-*`` file or directory at any level of each of
+    ``directories`` (BACKUP_DIR), and the private directories
+    ``packrat-PID-*`` in /dev/shm and the temporary directory, whose run
+    PID is gone. Safe in shared places: only names of that pattern, only
+    entries owned by packrat's user, never through a symbolic link (lstat,
+    descriptors relative to each directory), never a live run's."""
+    uid = os.geteuid()
+    for top in directories:
+        top = os.fspath(top)
+        if not os.path.isdir(top) or os.path.islink(top):
+            continue
+        for where, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
+            for name in list(dirs) + files:
+                m = _TEMP_NAME.match(name)
+                if not m:
+                    continue
+                try:
+                    st = os.lstat(name, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                if name in dirs:
+                    dirs.remove(name)  # not walked into: removed whole or left alone
+                if stat.S_ISLNK(st.st_mode) or st.st_uid != uid:
+                    continue
+                if _is_stale(int(m.group(1)), st):
+                    _remove_entry(name, st, dir_fd, where)
+    for base in _private_bases():
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for name in names:
+            m = _PRIVATE_NAME.match(name)
+            if not m:
+                continue
+            path = os.path.join(base, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or path == _private_dir:
+                continue
+            if _is_stale(int(m.group(1)), st):
+                try:
+                    dir_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+                except OSError:
+                    continue
+                try:
+                    _remove_entry(name, st, dir_fd, base)
+                finally:
+                    os.close(dir_fd)

@@ -462,7 +462,7 @@ def test_dump_names_round_trip():
     assert dumps.dump_name("h.example.org", "mysql", "__ALL__", "20250102") == \
         "h.example.org-mysql-all-20250102.sql.bz2"
     assert dumps.dump_name("h", "postgresql", "a/b", "20250102", "zstd") == \
-        "h-postgresql-a-b-20250102.sql.zst"
+        "h-postgresql-a%2Fb-20250102.sql.zst"
     assert dumps.parse_dump_name("my-host-postgresql-all.globals-20250102.sql.bz2") == \
         ("my-host", "postgresql", "all.globals", "20250102", ".sql.bz2")
     assert dumps.parse_dump_name("myhost-etc-20250102.1.dar") is None

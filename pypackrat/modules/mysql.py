@@ -5,12 +5,19 @@ Each database of MYSQL_TARGETS becomes ``HOST-mysql-DB-TODAY.sql.bz2``;
 ``--databases`` with the listed databases when MYSQL_EXCLUDE is set), or
 with DB_SPLIT_ALL=yes one per-database file for each database.
 
-The password (MYSQL_PASS) is written to a 0600 option file for the run and
-given as ``--defaults-file`` (first argument), so it is never in argv and a
-``~/.my.cnf`` cannot override it; the option file includes the system-wide
+The password (MYSQL_PASS) goes into an option file held in memory (a
+0600 memfd, ``/dev/fd/N``: nothing on disk, even after a SIGKILL) given as
+``--defaults-file`` (first argument), so it is never in argv and a
+``~/.my.cnf`` cannot override it. The option file includes the system-wide
 option files first, so their settings (socket, max_allowed_packet...) still
-apply. With MYSQL_PASS empty nothing changes: the client reads its usual
-files, ``~/.my.cnf`` included, as the original did.
+apply; its own ``[client]`` section then names MYSQL_USER, MYSQL_HOST and
+MYSQL_PORT beside the password, so the password goes to that server only.
+With MYSQL_PASS empty nothing changes: the client reads its usual files,
+``~/.my.cnf`` included, as the original did.
+
+Database names (MYSQL_TARGETS, and the server's listing for __ALL__) are
+data: they follow ``--`` on the command line, so a name such as
+``--result-file=/etc/x`` is a database name to mysqldump, never an option.
 """
 import contextlib
 import os
@@ -33,6 +40,22 @@ def check(settings):
     return problems + dumps.check(settings)
 
 
+DUMP_PROGRAMS = ("mysqldump", "mariadb-dump")
+CLIENT_PROGRAMS = ("mysql", "mariadb")
+
+
+def _needs_listing(settings):
+    return dumps.ALL in settings["MYSQL_TARGETS"] and bool(
+        settings["DB_SPLIT_ALL"] or settings["MYSQL_EXCLUDE"])
+
+
+def requirements(settings):
+    """Lines about programs the module needs that are not installed (for
+    ``packrat check``; the module fails with them when it runs)."""
+    programs = [DUMP_PROGRAMS] + ([CLIENT_PROGRAMS] if _needs_listing(settings) else [])
+    return dumps.requirements(settings, "mysql", programs)
+
+
 def option_value(text):
     """A value as a MySQL option file reads it: double-quoted, escaped."""
     escaped = (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -40,25 +63,41 @@ def option_value(text):
     return '"%s"' % escaped
 
 
-def option_file(password, includes=GLOBAL_OPTION_FILES):
-    lines = ["# written by packrat for one run, removed after it"]
+def option_file(password, includes=GLOBAL_OPTION_FILES, user="", host="", port=None):
+    """The option file: the system-wide files, then a [client] section
+    that binds the password to the configured user, host and port (read
+    last, so it wins over the included files)."""
+    lines = ["# written by packrat for one run, never on disk"]
     lines += ["!include %s" % path for path in includes
               if os.path.isfile(path) and os.access(path, os.R_OK)]
-    lines += ["[client]", "password=%s" % option_value(password), ""]
+    lines += ["[client]"]
+    if user:
+        lines.append("user=%s" % option_value(user))
+    if host:
+        lines.append("host=%s" % option_value(host))
+    if port:
+        lines.append("port=%d" % int(port))
+    lines += ["password=%s" % option_value(password), ""]
     return "\n".join(lines)
 
 
 @contextlib.contextmanager
 def connection(settings):
-    """Yield the connection arguments for mysql and mysqldump; the first
-    one is ``--defaults-file=...`` when a password is set."""
-    args = []
+    """Yield the connection arguments for mysql and mysqldump: with a
+    password, only ``--defaults-file=/dev/fd/N`` (an in-memory option file
+    with user, host, port and password; execute.run and execute.pipeline
+    pass its descriptor to the commands that name it); without one,
+    ``-u``/``-h``/``-P`` as set."""
     with contextlib.ExitStack() as stack:
         password = settings["MYSQL_PASS"]
         if password:
             log.add_secret(password)
-            path = stack.enter_context(execute.secret_file(option_file(password), "my.cnf"))
-            args.append("--defaults-file=" + path)
+            text = option_file(password, user=settings["MYSQL_USER"], host=settings["MYSQL_HOST"],
+                               port=settings["MYSQL_PORT"])
+            path = stack.enter_context(execute.secret_path(text, "my.cnf"))
+            yield ["--defaults-file=" + path]
+            return
+        args = []
         if settings["MYSQL_USER"]:
             args += ["-u", settings["MYSQL_USER"]]
         if settings["MYSQL_HOST"]:
@@ -68,22 +107,35 @@ def connection(settings):
         yield args
 
 
+# the names exactly, whatever their characters: hex of the UTF-8 bytes
+LIST_QUERY = ("SELECT HEX(CONVERT(SCHEMA_NAME USING utf8mb4)) FROM information_schema.SCHEMATA "
+              "ORDER BY SCHEMA_NAME")
+
+
 def list_databases(settings, conn):
-    """The databases __ALL__ covers (SHOW DATABASES without the system
-    schemas and MYSQL_EXCLUDE)."""
+    """The databases __ALL__ covers (every database of the server without
+    the system schemas and MYSQL_EXCLUDE)."""
     try:
-        argv = [dumps.program("mysql", "mariadb")] + conn + ["-N", "-B", "-e", "SHOW DATABASES"]
+        argv = [dumps.program(*CLIENT_PROGRAMS)] + conn + ["-N", "-B", "-e", LIST_QUERY]
         result = execute.run(argv, changes=False)
     except PackratError as exc:
         raise PackratError("mysql: cannot list the databases: %s" % exc) from None
-    names = [line for line in result.out.split("\n") if line]
+    try:
+        names = [bytes.fromhex(line.strip()).decode("utf-8", "surrogateescape")
+                 for line in result.out.split("\n") if line.strip()]
+    except ValueError:
+        raise PackratError("mysql: cannot list the databases: unexpected output %r"
+                           % result.out[:200]) from None
     return dumps.select(names, SYSTEM_SCHEMAS, settings["MYSQL_EXCLUDE"])
 
 
 def _job(ctx, conn, database, what):
     def job():
+        refused = dumps.reserved(database)
+        if refused:
+            raise PackratError("mysql: " + refused)
         log.verbose("%s backup up database: %s" % (TAG, database))
-        argv = [dumps.program("mysqldump", "mariadb-dump")] + conn + ["--opt"] + what
+        argv = [dumps.program(*DUMP_PROGRAMS)] + conn + ["--opt"] + what
         return dumps.dump(ctx, database, ENGINE, argv)
     return job
 
@@ -92,7 +144,8 @@ def jobs(ctx, conn):
     settings = ctx.settings
     for target in settings["MYSQL_TARGETS"]:
         if target != dumps.ALL:
-            yield target, _job(ctx, conn, target, [target])
+            # "--": whatever its characters, a name is a database name
+            yield target, _job(ctx, conn, target, ["--", target])
             continue
         if not settings["DB_SPLIT_ALL"] and not settings["MYSQL_EXCLUDE"]:
             yield target, _job(ctx, conn, target, ["-A"])
@@ -104,13 +157,16 @@ def jobs(ctx, conn):
             continue
         if settings["DB_SPLIT_ALL"]:
             for name in names:
-                yield name, _job(ctx, conn, name, [name])
+                yield name, _job(ctx, conn, name, ["--", name])
         elif names:
-            yield target, _job(ctx, conn, target, ["--databases"] + names)
+            yield target, _job(ctx, conn, target, ["--databases", "--"] + names)
         else:
             yield None, dumps.failing("mysql: __ALL__ with MYSQL_EXCLUDE leaves no database to dump")
 
 
 def backup(ctx):
+    if not execute.dry_run():
+        dumps.require(ctx.settings, "mysql", [DUMP_PROGRAMS] + (
+            [CLIENT_PROGRAMS] if _needs_listing(ctx.settings) else []))
     with connection(ctx.settings) as conn:
         return dumps.run_jobs(dumps.once(jobs(ctx, conn)))

@@ -7,12 +7,21 @@ databases of POSTGRESQL_EXCLUDE), or with DB_SPLIT_ALL=yes one per-database
 file for each database plus ``HOST-postgresql-all.globals-TODAY.sql.bz2``
 (``pg_dumpall --globals-only``: roles, tablespaces).
 
-The password (new setting POSTGRESQL_PASS) goes into a 0600 password file
-for the run, named by the PGPASSFILE environment variable; never argv. With
-POSTGRESQL_PASS empty, authentication is as before (peer, trust, the
-user's own ~/.pgpass). ``-w``: never wait for a password prompt.
+The password (new setting POSTGRESQL_PASS) goes into a password file held
+in memory (a 0600 memfd, ``/dev/fd/N``: nothing on disk, even after a
+SIGKILL), named by the PGPASSFILE environment variable; never argv. Its
+lines match the configured host and port only (and POSTGRESQL_USER), so
+libpq never sends the password to another server. With POSTGRESQL_PASS
+empty, authentication is as before (peer, trust, the user's own
+~/.pgpass). ``-w``: never wait for a password prompt.
+
+Database names (POSTGRESQL_TARGETS, and the server's listing for __ALL__)
+are data: pg_dump gets ``--dbname=dbname='NAME'`` (a connection string
+holding the name alone, quoted), so neither a name that begins with ``-``
+nor one holding ``host=... port=...`` can be an option or a server.
 """
 import contextlib
+import os
 
 from pypackrat import dumps, execute, log
 from pypackrat.errors import PackratError
@@ -36,20 +45,90 @@ def check(settings):
     return problems + dumps.check(settings)
 
 
+def _programs(settings):
+    targets = settings["POSTGRESQL_TARGETS"]
+    split = settings["DB_SPLIT_ALL"]
+    listing = dumps.ALL in targets and bool(split or settings["POSTGRESQL_EXCLUDE"])
+    programs = []
+    if any(t != dumps.ALL for t in targets) or (dumps.ALL in targets and split):
+        programs.append(("pg_dump",))
+    if dumps.ALL in targets:
+        programs.append(("pg_dumpall",))
+    if listing:
+        programs.append(("psql",))
+    return programs
+
+
+def requirements(settings):
+    """Lines about programs the module needs that are not installed (for
+    ``packrat check``; the module fails with them when it runs)."""
+    return dumps.requirements(settings, "postgresql", _programs(settings))
+
+
+# libpq's rules for matching a password file line: an empty host and its
+# default socket directory read as "localhost"; an empty port as 5432
+DEFAULT_SOCKET_DIRS = ("/var/run/postgresql", "/run/postgresql", "/tmp")
+
+
+def _pgpass_field(text):
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def pgpass_lines(password, host="", port=None, user=""):
+    """Password file lines valid for the configured server only: its host
+    (or hosts, comma-separated), its port, POSTGRESQL_USER (any user when
+    empty), any database. Host and port as libpq will see them: the setting,
+    else PGHOST / PGPORT, else the socket ("localhost") and 5432."""
+    host = host or os.environ.get("PGHOST", "")
+    port = str(port or os.environ.get("PGPORT", "") or "5432")
+    hosts = host.split(",") if host else [""]
+    ports = port.split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    lines = []
+    for h, p in zip(hosts, ports):
+        h, p = h.strip(), p.strip() or "5432"
+        names = []
+        if not h:
+            names.append("localhost")
+        elif h.startswith("/") or h.startswith("@"):  # a socket directory
+            names.append(h)
+            if h.rstrip("/") in DEFAULT_SOCKET_DIRS:
+                names.append("localhost")
+        else:
+            names.append(h)
+        for name in names:
+            line = "%s:%s:*:%s:%s\n" % (_pgpass_field(name), _pgpass_field(p),
+                                        _pgpass_field(user) if user else "*", _pgpass_field(password))
+            if line not in lines:
+                lines.append(line)
+    return "".join(lines)
+
+
 def pgpass_line(password):
-    """A password file line matching every host, port, database and user."""
-    return "*:*:*:*:%s\n" % password.replace("\\", "\\\\").replace(":", "\\:")
+    """Kept for callers of old: a line for any server (prefer pgpass_lines)."""
+    return "*:*:*:*:%s\n" % _pgpass_field(password)
+
+
+def dbname_arg(database):
+    """``--dbname=`` with a connection string that holds the name alone,
+    quoted as libpq reads it (backslash and single quote escaped)."""
+    return "--dbname=dbname='%s'" % database.replace("\\", "\\\\").replace("'", "\\'")
 
 
 @contextlib.contextmanager
 def connection(settings):
-    """Yield (environment, connection arguments) for psql, pg_dump, pg_dumpall."""
+    """Yield (environment, connection arguments) for psql, pg_dump, pg_dumpall.
+    The password file is ``/dev/fd/N`` in PGPASSFILE: execute.run and
+    execute.pipeline pass its descriptor to the commands given that env."""
     env, args = {}, ["-w"]
     with contextlib.ExitStack() as stack:
         password = settings["POSTGRESQL_PASS"]
         if password:
             log.add_secret(password)
-            env["PGPASSFILE"] = stack.enter_context(execute.secret_file(pgpass_line(password), "pgpass"))
+            text = pgpass_lines(password, settings["POSTGRESQL_HOST"], settings["POSTGRESQL_PORT"],
+                                settings["POSTGRESQL_USER"])
+            env["PGPASSFILE"] = stack.enter_context(execute.secret_path(text, "pgpass"))
         if settings["POSTGRESQL_USER"]:
             args += ["-U", settings["POSTGRESQL_USER"]]
         if settings["POSTGRESQL_HOST"]:
@@ -59,14 +138,24 @@ def connection(settings):
         yield env, args
 
 
+# the names exactly, whatever their characters: hex of the UTF-8 bytes
+LIST_QUERY = ("SELECT encode(convert_to(datname, 'UTF8'), 'hex') FROM pg_database "
+              "WHERE datallowconn AND NOT datistemplate ORDER BY datname")
+
+
 def list_all(env, conn):
     """Every database that accepts connections, templates left out."""
     try:
-        result = execute.run(["psql", "-X"] + conn + ["-d", "postgres", "-A", "-t", "-0", "-c", LIST_QUERY],
+        result = execute.run(["psql", "-X"] + conn + ["-d", "postgres", "-A", "-t", "-c", LIST_QUERY],
                              env=env, changes=False)
     except PackratError as exc:
         raise PackratError("postgresql: cannot list the databases: %s" % exc) from None
-    return [name for name in result.out.split("\0") if name.strip("\n")]
+    try:
+        return [bytes.fromhex(line.strip()).decode("utf-8", "surrogateescape")
+                for line in result.out.split("\n") if line.strip()]
+    except ValueError:
+        raise PackratError("postgresql: cannot list the databases: unexpected output %r"
+                           % result.out[:200]) from None
 
 
 def exclude_pattern(name):
@@ -74,11 +163,19 @@ def exclude_pattern(name):
     return '"%s"' % name.replace('"', '""')
 
 
-def _job(ctx, env, database, argv):
+def _job(ctx, env, database, argv, whole=False):
+    """``whole``: the globals of a split __ALL__ (its reserved name is its own)."""
     def job():
+        refused = None if whole else dumps.reserved(database)
+        if refused:
+            raise PackratError("postgresql: " + refused)
         log.verbose("%s backup up database: %s" % (TAG, database))
         return dumps.dump(ctx, database, ENGINE, argv, env=env)
     return job
+
+
+def _pg_dump(ctx, env, conn, database):
+    return _job(ctx, env, database, ["pg_dump"] + conn + [dbname_arg(database)])
 
 
 def jobs(ctx, env, conn):
@@ -86,7 +183,7 @@ def jobs(ctx, env, conn):
     exclude = settings["POSTGRESQL_EXCLUDE"]
     for target in settings["POSTGRESQL_TARGETS"]:
         if target != dumps.ALL:
-            yield target, _job(ctx, env, target, ["pg_dump"] + conn + [target])
+            yield target, _pg_dump(ctx, env, conn, target)
             continue
         if not settings["DB_SPLIT_ALL"] and not exclude:
             yield target, _job(ctx, env, target, ["pg_dumpall"] + conn)
@@ -102,17 +199,16 @@ def jobs(ctx, env, conn):
             yield target, _job(ctx, env, target, ["pg_dumpall"] + conn +
                        ["--exclude-database=" + exclude_pattern(n) for n in skipped])
             continue
-        if dumps.GLOBALS_NAME in names:
-            yield None, dumps.failing("postgresql: a database is named %r, the name of the globals dump of "
-                                "DB_SPLIT_ALL; dump it by name without DB_SPLIT_ALL" % dumps.GLOBALS_NAME)
-            names.remove(dumps.GLOBALS_NAME)
         yield dumps.GLOBALS_NAME, _job(ctx, env, dumps.GLOBALS_NAME,
-                                       ["pg_dumpall"] + conn + ["--globals-only"])
+                                       ["pg_dumpall"] + conn + ["--globals-only"], whole=True)
         for name in names:
-            yield name, _job(ctx, env, name, ["pg_dump"] + conn + [name])
+            # a database named all.globals fails in _job (reserved), loudly
+            yield (None if name == dumps.GLOBALS_NAME else name), _pg_dump(ctx, env, conn, name)
 
 
 def backup(ctx):
+    if not execute.dry_run():
+        dumps.require(ctx.settings, "postgresql", _programs(ctx.settings))
     with connection(ctx.settings) as conn_env:
         env, conn = conn_env
         return dumps.run_jobs(dumps.once(jobs(ctx, env, conn)))
