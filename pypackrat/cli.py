@@ -190,8 +190,12 @@ def _main(opts):
     try:
         settings = config.load(path, overrides(opts))
     except ConfigError as exc:
-        for line in exc.problems:
-            sys.stderr.write(log.mask(line) + "\n")
+        problems = [_one_line(log.mask(line)) for line in exc.problems]
+        for line in problems:
+            sys.stderr.write(line + "\n")
+        if _unattended(opts):  # at 3 a.m. nobody reads stderr
+            from pypackrat import mail
+            mail.config_failure(getattr(exc, "settings", None), path, problems)
         return 1
     except PackratError as exc:
         sys.stderr.write("packrat: %s\n" % log.mask(exc))
@@ -240,10 +244,29 @@ def _main(opts):
     return run.report(ctx, errors)
 
 
+def _one_line(text):
+    """A message as one line: control characters shown as escapes."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+
+
+def _unattended(opts):
+    """A nightly run with nobody at a terminal (cron, a systemd timer): its
+    configuration errors are mailed too. Not `check` nor another action,
+    not a dry run, not a run typed at a terminal."""
+    if opts.action or opts.dry_run:
+        return False
+    try:
+        return not (sys.stderr.isatty() and sys.stdin.isatty())
+    except (ValueError, AttributeError):  # closed or missing streams
+        return True
+
+
 def _show_plan(ctx):
-    from pypackrat import log, modules
+    from pypackrat import config, log, modules
     log.info("[dry run] config %s, host %s, date %s, BACKUP_DIR %s"
              % (ctx.settings.path, ctx.hostname, ctx.today, ctx.backup_dir))
+    for line in config.requirements(ctx.settings):
+        log.warn("Warning: " + line)
     for role, key in (("backup", "BACKUP_MODULES"), ("upload", "UPLOAD_MODULES")):
         for name in ctx.settings[key]:
             resolved = modules.resolve(ctx.settings, name, role)

@@ -298,6 +298,9 @@ def backup(ctx):
     """Every target in order; a failing target does not stop the others.
     Returns the final paths made; raises PartialFailure (with them) if any
     target failed."""
+    if requirements(ctx.settings):
+        raise PackratError("%s dar is not installed (not found in PATH): no filesystem archive "
+                           "was made" % TAG)
     if not ctx.dry_run:
         remove_stale_temporaries(ctx.backup_dir)
     made, failures = [], []
@@ -318,31 +321,38 @@ def backup(ctx):
 
 def check(settings):
     def where(key):
-        return settings.origin.get(key, settings.path)
+        return settings.where(key, "backup")
 
     problems = []
-    if settings["FS_METHOD"] == "tar":
+    if settings.valid("FS_METHOD") and settings["FS_METHOD"] == "tar":
         problems.append("%s: FS_METHOD=tar: tar is not supported (the original never finished it); "
                         "use FS_METHOD=dar" % where("FS_METHOD"))
-    elif not execute.which("dar"):
-        problems.append("%s: the filesystem module needs dar, which is not installed (not found in PATH)"
-                        % where("FS_METHOD"))
-    targets = settings["FS_TARGETS"]
-    if not targets:
-        problems.append("%s: FS_TARGETS is empty, but the filesystem backup module is enabled"
-                        % where("FS_TARGETS"))
-    seen = {}
-    for target in targets:
-        if not target.startswith("/"):
-            problems.append("%s: FS_TARGETS: %r is not an absolute path" % (where("FS_TARGETS"), target))
-            continue
-        prefix = archive_prefix("", target)
-        if prefix in seen:
-            problems.append("%s: FS_TARGETS: %r and %r would share archive names (%s)"
-                            % (where("FS_TARGETS"), seen[prefix], target, "HOST%s-DATE" % prefix))
-        seen[prefix] = target
-    size = settings["FS_SLICE_SIZE"]
-    if size and not SLICE_SIZE.match(size):
-        problems.append("%s: FS_SLICE_SIZE=%r: must be a number of bytes, optionally followed by "
-                        "k, M, G or T (as 1000M), or empty for one slice" % (where("FS_SLICE_SIZE"), size))
+    if settings.valid("FS_TARGETS"):
+        targets = settings["FS_TARGETS"]
+        if not targets:
+            problems.append("%s: FS_TARGETS is empty, but the filesystem backup module is enabled"
+                            % where("FS_TARGETS"))
+        seen = {}
+        for target in targets:
+            if not target.startswith("/"):
+                problems.append("%s: FS_TARGETS: %r is not an absolute path" % (where("FS_TARGETS"), target))
+                continue
+            prefix = archive_prefix("", target)
+            if prefix in seen:
+                problems.append("%s: FS_TARGETS: %r and %r would share archive names (%s)"
+                                % (where("FS_TARGETS"), seen[prefix], target, "HOST%s-DATE" % prefix))
+            seen[prefix] = target
+    if settings.valid("FS_SLICE_SIZE"):
+        size = settings["FS_SLICE_SIZE"]
+        if size and (not SLICE_SIZE.match(size) or size.endswith("\n")):
+            problems.append("%s: FS_SLICE_SIZE=%r: must be a number of bytes, optionally followed by "
+                            "k, M, G or T (as 1000M), or empty for one slice" % (where("FS_SLICE_SIZE"), size))
     return problems
+
+
+def requirements(settings):
+    """dar, or the reason this module fails at run time (the others run)."""
+    if settings["FS_METHOD"] == "dar" and not execute.which("dar"):
+        return ["%s: the filesystem module needs dar, which is not installed (not found in PATH): "
+                "the filesystem backup will fail" % settings.where("FS_METHOD", "backup")]
+    return []

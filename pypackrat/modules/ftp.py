@@ -27,15 +27,25 @@ HASHES = (("SHA-256", "sha256"), ("SHA-512", "sha512"), ("SHA-1", "sha1"), ("MD5
 
 
 def check(settings):
-    where = lambda key: settings.origin.get(key, settings.path)  # noqa: E731
+    from pypackrat.config import server_problem
+    where = lambda key: settings.where(key, "upload")  # noqa: E731
     problems = []
-    if not settings["FTP_HOST"]:
-        problems.append("%s: FTP_HOST is empty, but the ftp upload module is enabled" % where("FTP_HOST"))
-    if not settings["FTP_USER"]:
-        problems.append("%s: FTP_USER is empty, but the ftp upload module is enabled" % where("FTP_USER"))
-    ca = settings.get("FTP_CA_FILE") or ""
-    if ca and not os.path.isfile(ca):
-        problems.append("%s: FTP_CA_FILE=%s: no such file" % (where("FTP_CA_FILE"), ca))
+    for key in ("FTP_HOST", "FTP_USER"):
+        if settings.valid(key) and not settings[key]:
+            problems.append("%s: %s is empty, but the ftp upload module is enabled" % (where(key), key))
+    if settings.valid("FTP_HOST"):
+        problems += filter(None, [server_problem(settings, "FTP_HOST", "upload")])
+    for key in ("FTP_USER", "FTP_PASS", "FTP_DIR"):
+        # each goes into an FTP command line, encoded as UTF-8
+        if settings.valid(key) and re.search(r"[\x00-\x1f\x7f\udc80-\udcff]", settings[key] or ""):
+            problems.append("%s: %s%s: holds a control character or bytes that are not UTF-8, which "
+                            "an FTP command cannot carry" % (where(key), key,
+                                                            "" if key == "FTP_PASS" else "=%r" % settings[key]))
+    if settings.valid("FTP_CA_FILE"):
+        ca = settings["FTP_CA_FILE"] or ""
+        if ca and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
+            problems.append("%s: FTP_CA_FILE=%s: %s" % (where("FTP_CA_FILE"), ca,
+                                                         "not readable" if os.path.isfile(ca) else "no such file"))
     return problems
 
 

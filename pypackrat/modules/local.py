@@ -11,8 +11,21 @@ def check(settings):
     directory = settings["LOCAL_DIR"]
     if not directory:
         return ["%s: LOCAL_DIR is empty, but the local upload module is enabled"
-                % settings.origin.get("LOCAL_DIR", settings.path)]
+                % settings.where("LOCAL_DIR", "upload")]
+    if not directory.startswith("/"):
+        return ["%s: LOCAL_DIR=%r: must be an absolute path" % (settings.where("LOCAL_DIR", "upload"), directory)]
     return []
+
+
+def requirements(settings):
+    """LOCAL_DIR must be a directory now (a share not mounted tonight fails
+    this upload only, at run time)."""
+    directory = settings["LOCAL_DIR"]
+    if not directory.startswith("/") or os.path.isdir(directory):
+        return []
+    what = "is not a directory" if os.path.lexists(directory) else "does not exist"
+    return ["%s: LOCAL_DIR=%s %s (is the share mounted?): the local upload will fail"
+            % (settings.where("LOCAL_DIR", "upload"), directory, what)]
 
 
 class Remote(BaseRemote):

@@ -40,30 +40,80 @@ def part_size(size):
     return max(MIN_PART, need)
 
 
+_REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")  # a DNS label, as botocore wants
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\udc80-\udcff]")
+
+
+def endpoint_problem(url):
+    """Why ``url`` is not an http(s) URL of a host (and optional port), or None."""
+    from urllib.parse import urlsplit
+    if _UNSAFE.search(url):
+        return "holds spaces, control characters or bytes that are not UTF-8"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return "not a URL (%s)" % exc
+    if parts.scheme not in ("http", "https"):
+        return "must start with https:// or http://"
+    host = parts.hostname or ""
+    if port == 0 or parts.username is not None or parts.query or parts.fragment:
+        return "must be http(s)://HOST[:PORT][/PATH], with a port from 1 to 65535"
+    if host.startswith("[") or ":" in host:
+        import ipaddress
+        try:
+            ipaddress.IPv6Address(host.strip("[]").split("%")[0])
+            return None
+        except ValueError:
+            return "%r is not a host name or an IP address" % host
+    if not host or not all(_LABEL.fullmatch(label) for label in host.rstrip(".").split(".")):
+        return "%r is not a host name or an IP address" % host
+    return None
+
+
 def check(settings):
-    where = lambda key: settings.origin.get(key, settings.path)  # noqa: E731
+    where = lambda key: settings.where(key, "upload")  # noqa: E731
     problems = []
-    bucket, _ = split_bucket(settings["S3_BUCKET"])
-    if not bucket:
-        problems.append("%s: S3_BUCKET is empty, but the s3 upload module is enabled" % where("S3_BUCKET"))
-    elif not re.fullmatch(r"[a-z0-9][a-z0-9.\-_]{1,254}", bucket):
-        problems.append("%s: S3_BUCKET=%s: %r is not a bucket name (3 or more of a-z 0-9 . -)"
-                        % (where("S3_BUCKET"), settings["S3_BUCKET"], bucket))
-    if bool(settings["S3_ACCESS_KEY"]) != bool(settings["S3_SECRET_KEY"]):
-        problems.append("%s: S3_ACCESS_KEY and S3_SECRET_KEY go together: set both, or neither "
-                        "(then the AWS credential chain is used)" % where("S3_ACCESS_KEY"))
-    storage = settings["S3_STORAGE_CLASS"]
-    if storage and storage not in STORAGE_CLASSES:
-        problems.append("%s: S3_STORAGE_CLASS=%s: not one of %s"
-                        % (where("S3_STORAGE_CLASS"), storage, ", ".join(STORAGE_CLASSES)))
-    sse = settings["S3_SSE"]
-    if sse and not (sse == "AES256" or sse == "aws:kms" or sse.startswith("aws:kms:")):
-        problems.append("%s: S3_SSE=%s: use AES256, aws:kms, or aws:kms:KEY-ID"
-                        % (where("S3_SSE"), sse))
-    endpoint = settings["S3_ENDPOINT_URL"]
-    if endpoint and not re.match(r"https?://", endpoint):
-        problems.append("%s: S3_ENDPOINT_URL=%s: must start with https:// or http://"
-                        % (where("S3_ENDPOINT_URL"), endpoint))
+    if settings.valid("S3_BUCKET"):
+        bucket, prefix = split_bucket(settings["S3_BUCKET"])
+        if not bucket:
+            problems.append("%s: S3_BUCKET is empty, but the s3 upload module is enabled" % where("S3_BUCKET"))
+        elif not re.fullmatch(r"[a-z0-9][a-z0-9.\-_]{1,254}", bucket):
+            problems.append("%s: S3_BUCKET=%r: %r is not a bucket name (3 or more of a-z 0-9 . -)"
+                            % (where("S3_BUCKET"), settings["S3_BUCKET"], bucket))
+        elif re.search(r"[\x00-\x1f\x7f\udc80-\udcff]", prefix):
+            problems.append("%s: S3_BUCKET=%r: the prefix holds a control character or bytes that are "
+                            "not UTF-8" % (where("S3_BUCKET"), settings["S3_BUCKET"]))
+    if settings.valid("S3_ACCESS_KEY", "S3_SECRET_KEY"):
+        if bool(settings["S3_ACCESS_KEY"]) != bool(settings["S3_SECRET_KEY"]):
+            problems.append("%s: S3_ACCESS_KEY and S3_SECRET_KEY go together: set both, or neither "
+                            "(then the AWS credential chain is used)" % where("S3_ACCESS_KEY"))
+        for key in ("S3_ACCESS_KEY", "S3_SECRET_KEY"):
+            if re.search(r"[\x00-\x1f\x7f\udc80-\udcff]", settings[key]):
+                problems.append("%s: %s holds control characters or bytes that are not UTF-8"
+                                % (where(key), key))
+    if settings.valid("S3_STORAGE_CLASS"):
+        storage = settings["S3_STORAGE_CLASS"]
+        if storage and storage not in STORAGE_CLASSES:
+            problems.append("%s: S3_STORAGE_CLASS=%r: not one of %s"
+                            % (where("S3_STORAGE_CLASS"), storage, ", ".join(STORAGE_CLASSES)))
+    if settings.valid("S3_SSE"):
+        sse = settings["S3_SSE"]
+        if sse and not (sse == "AES256" or sse == "aws:kms"
+                        or (sse.startswith("aws:kms:") and not _UNSAFE.search(sse))):
+            problems.append("%s: S3_SSE=%r: use AES256, aws:kms, or aws:kms:KEY-ID"
+                            % (where("S3_SSE"), sse))
+    if settings.valid("S3_REGION"):
+        region = settings["S3_REGION"]
+        if region and not _REGION.fullmatch(region):
+            problems.append("%s: S3_REGION=%r: not a region name (letters, digits and '-', as us-east-1)"
+                            % (where("S3_REGION"), region))
+    if settings.valid("S3_ENDPOINT_URL"):
+        endpoint = settings["S3_ENDPOINT_URL"]
+        why = endpoint and endpoint_problem(endpoint)
+        if why:
+            problems.append("%s: S3_ENDPOINT_URL=%r: %s" % (where("S3_ENDPOINT_URL"), endpoint, why))
     return problems
 
 

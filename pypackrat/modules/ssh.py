@@ -34,23 +34,44 @@ TIMEOUT = 60
 
 
 def check(settings):
-    where = lambda key: settings.origin.get(key, settings.path)  # noqa: E731
+    from pypackrat.config import server_problem
+    where = lambda key: settings.where(key, "upload")  # noqa: E731
     problems = []
     for key in ("SSH_HOST", "SSH_DIR"):
-        if not settings[key]:
+        if settings.valid(key) and not settings[key]:
             problems.append("%s: %s is empty, but the ssh upload module is enabled" % (where(key), key))
-    key_file = settings["SSH_KEY"]
-    if key_file and not os.path.isfile(key_file):
-        problems.append("%s: SSH_KEY=%s: no such file" % (where("SSH_KEY"), key_file))
-    known = settings["SSH_KNOWN_HOSTS"]
-    if known and not os.path.isfile(known):
-        problems.append("%s: SSH_KNOWN_HOSTS=%s: no such file (create it with: ssh-keyscan -p %s %s > %s, "
-                        "after checking the fingerprint)"
-                        % (where("SSH_KNOWN_HOSTS"), known, settings["SSH_PORT"], settings["SSH_HOST"] or "HOST", known))
-    client = settings.get("SSH_CLIENT") or "auto"
-    if client == "openssh" and not execute.which("scp"):
-        problems.append("%s: SSH_CLIENT=openssh, but scp is not installed" % where("SSH_CLIENT"))
+    if settings.valid("SSH_HOST"):
+        problems += filter(None, [server_problem(settings, "SSH_HOST", "upload")])
+    if settings.valid("SSH_USER"):
+        user = settings["SSH_USER"]
+        if user and (user.startswith("-") or any(c.isspace() or not c.isprintable() for c in user)):
+            problems.append("%s: SSH_USER=%r: must be a user name (no spaces or control characters, "
+                            "not starting with '-')" % (where("SSH_USER"), user))
+    for key in ("SSH_KEY", "SSH_KNOWN_HOSTS"):
+        if not settings.valid(key):
+            continue
+        path = settings[key]
+        if not path or (os.path.isfile(path) and os.access(path, os.R_OK)):
+            continue
+        what = "not readable" if os.path.isfile(path) else "no such file"
+        if key == "SSH_KEY":
+            problems.append("%s: SSH_KEY=%s: %s" % (where(key), path, what))
+        else:
+            port = settings["SSH_PORT"] if settings.valid("SSH_PORT") else 22
+            host = settings["SSH_HOST"] if settings.valid("SSH_HOST") and settings["SSH_HOST"] else "HOST"
+            problems.append("%s: SSH_KNOWN_HOSTS=%s: %s (create it with: ssh-keyscan -p %s %s > %s, "
+                            "after checking the fingerprint)" % (where(key), path, what, port, host, path))
     return problems
+
+
+def requirements(settings):
+    """OpenSSH's scp and ssh when SSH_CLIENT=openssh (otherwise paramiko
+    moves the bytes, or scp where it is installed)."""
+    if (settings.get("SSH_CLIENT") or "auto") != "openssh":
+        return []
+    return ["%s: SSH_CLIENT=openssh, but %s is not installed (not found in PATH): the ssh upload will fail"
+            % (settings.where("SSH_CLIENT", "upload"), program)
+            for program in ("scp", "ssh") if not execute.which(program)]
 
 
 def _host_id(host, port):
