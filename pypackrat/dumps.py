@@ -16,6 +16,9 @@ Names (kept from the original, restores and retention depend on them)::
     HOST-postgresql-all.globals-TODAY.sql.bz2   (roles and tablespaces, with DB_SPLIT_ALL)
 
 ``.sql.zst`` with COMPRESSOR=zstd. An encrypted dump keeps the same name.
+DB is the database name, with ``/``, control characters and a ``%`` that
+reads as an escape percent-encoded (``file_part``), so that two databases
+never share a file (``shop/eu`` is ``shop%2Feu``, ``shop-eu`` itself).
 The helpers ``dump_name``, ``parse_dump_name``, ``is_encrypted``,
 ``decompress_argv`` and ``decrypt_argv`` are for restoring, too.
 """
@@ -23,6 +26,7 @@ import contextlib
 import os
 import re
 import shutil
+import unicodedata
 
 from pypackrat import execute, log
 from pypackrat.errors import PackratError
@@ -54,11 +58,49 @@ CIPHERS = {
 # -- names ------------------------------------------------------------------
 
 def file_part(database):
-    """A database name as it goes into a file name: ``__ALL__`` is ``all``;
-    a ``/`` (legal in a PostgreSQL name, not in a file name) becomes ``-``."""
+    """A database name as it goes into a file name, one-to-one: ``__ALL__``
+    is ``all``; ``/`` (legal in a database name, not in a file name),
+    control characters, and a ``%`` that would read as an escape (followed
+    by two hex digits) are percent-encoded (``shop/eu`` is ``shop%2Feu``,
+    never the same as ``shop-eu``). Every other name is itself, as it
+    always was. ``database_of`` is the reverse."""
     if database == ALL:
         return ALL_NAME
-    return database.replace("/", "-").replace("\0", "")
+    out = []
+    for i, c in enumerate(database):
+        if c == "%" and _HEX2.match(database, i + 1):
+            out.append("%25")
+        elif c == "/" or unicodedata.category(c) in ("Cc", "Cs"):
+            try:
+                raw = c.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raw = c.encode("utf-8", "surrogatepass")
+            out.append("".join("%%%02X" % b for b in raw))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
+_ESCAPE = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def database_of(part):
+    """The database name of a file name's database part (``file_part``
+    reversed; ``all`` stays ``all``)."""
+    return _ESCAPE.sub(lambda m: bytes.fromhex(m.group(0).replace("%", ""))
+                       .decode("utf-8", "surrogateescape"), part)
+
+
+def reserved(database):
+    """A database whose file name would be that of a whole-server dump
+    (``all``, ``all.globals``), which ``restore ... all`` reads as one:
+    the message to fail it with, or None."""
+    if database != ALL and file_part(database) in (ALL_NAME, GLOBALS_NAME):
+        return ("a database is named %r, the file name of a whole-server dump (__ALL__%s); "
+                "it is not dumped on its own (rename it, or dump the server with __ALL__ "
+                "without DB_SPLIT_ALL)" % (database, "" if database == ALL_NAME else " with DB_SPLIT_ALL"))
+    return None
 
 
 def suffix(compressor):
@@ -118,17 +160,44 @@ def where(settings, key):
 
 
 def check(settings):
-    """Problems of the settings shared by both database modules."""
+    """Problems of the settings shared by both database modules (errors in
+    the configuration itself; a missing program is ``requirements``)."""
     problems = []
-    compressor = settings["COMPRESSOR"]
-    if not shutil.which(COMPRESSORS[compressor][0][0]):
-        problems.append("%s: COMPRESSOR=%s, but %s is not installed (not found in PATH)"
-                        % (where(settings, "COMPRESSOR"), compressor, COMPRESSORS[compressor][0][0]))
     key = settings["ENCRYPTION_KEY"]
     if key and ("\n" in key or "\r" in key):
         problems.append("%s: ENCRYPTION_KEY holds a line break; openssl would use only its first line"
                         % where(settings, "ENCRYPTION_KEY"))
     return problems
+
+
+def requirements(settings, module, programs):
+    """Lines about the programs a database module needs and does not find
+    in PATH: ``programs`` (each a tuple of alternative names, the first the
+    usual one), the COMPRESSOR, and openssl when ENCRYPTION_KEY is set.
+    Not configuration errors: the module fails when it runs, the others go on."""
+    problems = []
+    for names in programs:
+        if not any(shutil.which(n) for n in names):
+            alternatives = " (or %s)" % ", ".join(names[1:]) if len(names) > 1 else ""
+            problems.append("the %s module needs %s%s, which is not installed (not found in PATH)"
+                            % (module, names[0], alternatives))
+    compressor = settings["COMPRESSOR"]
+    name = COMPRESSORS[compressor][0][0]
+    if not shutil.which(name):
+        problems.append("the %s module needs %s (COMPRESSOR=%s, %s), which is not installed "
+                        "(not found in PATH)" % (module, name, compressor, where(settings, "COMPRESSOR")))
+    if settings["ENCRYPTION_KEY"] and not shutil.which("openssl"):
+        problems.append("the %s module needs openssl (ENCRYPTION_KEY is set), which is not installed "
+                        "(not found in PATH)" % module)
+    return problems
+
+
+def require(settings, module, programs):
+    """At run time: fail the module (one line per missing program) before
+    anything starts."""
+    problems = requirements(settings, module, programs)
+    if problems:
+        raise PackratError("\n".join(problems) + "; no database dumped")
 
 
 def program(*names):
@@ -153,8 +222,35 @@ def select(names, skip, exclude):
 def dump(ctx, database, engine, dump_argv, env=None, pass_fds=()):
     """Run ``dump_argv | compressor [| openssl enc -e]`` into the dump file of
     ``database`` in BACKUP_DIR. Returns the final path (None in dry run);
-    raises PackratError (the failing program and its last error lines) and
-    leaves no file under the final name when any process fails."""
+    raises PackratError (the failing program and its last error lines, the
+    cause first: a full disk, not the broken pipe it made) and leaves no
+    file under the final name when any process fails."""
+    try:
+        return _dump(ctx, database, engine, dump_argv, env, pass_fds)
+    except PackratError as exc:
+        raise PackratError("%s backup of %s failed: %s" % (engine, database, exc)) from None
+    except (OSError, UnicodeError) as exc:  # the temporary file, fsync, rename; a name argv cannot carry
+        raise PackratError("%s backup of %s failed: %s" % (engine, database, _os_error(exc))) from None
+
+
+def _create(path):
+    """A new 0600 file, never through a planted link; a stale file of an
+    earlier process with the same PID is replaced."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o600)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, flags, 0o600)
+
+
+def _os_error(exc):
+    if isinstance(exc, OSError) and exc.strerror:
+        return "%s%s" % (exc.strerror, ": %s" % exc.filename if exc.filename else "")
+    return str(exc)
+
+
+def _dump(ctx, database, engine, dump_argv, env, pass_fds):
     settings = ctx.settings
     compressor = settings["COMPRESSOR"]
     name = dump_name(ctx.hostname, engine, database, ctx.today, compressor)
@@ -173,16 +269,10 @@ def dump(ctx, database, engine, dump_argv, env=None, pass_fds=()):
             return None
         with execute.atomic_output(final) as tmp:
             # 0600 from the start: a dump holds every row and password hash
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600))
-            try:
-                execute.pipeline(stages, tmp, env=env, pass_fds=fds)
-            except PackratError as exc:
-                raise PackratError("%s backup of %s failed: %s" % (engine, database, exc)) from None
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # on disk before it gets its final name
-            finally:
-                os.close(fd)
+            out = _create(tmp)
+            with open(out, "wb") as fh:
+                execute.pipeline(stages, fh, env=env, pass_fds=fds)
+                os.fsync(fh.fileno())  # on disk before it gets its final name
     return final
 
 
@@ -207,14 +297,21 @@ def run_jobs(jobs):
 
 def once(jobs):
     """The jobs of ``jobs`` (pairs of database and job), each database once
-    (a database named in the targets and also part of a split __ALL__)."""
-    done = set()
+    (a database named in the targets and also part of a split __ALL__). Two
+    different names with one file name (only ``__ALL__`` and a database
+    named ``all`` can be) fail loudly: neither replaces the other."""
+    done = {}
     for database, job in jobs:
         if database is not None:
-            if file_part(database) in done:
-                log.verbose("%s: already dumped in this run" % database)
+            part = file_part(database)
+            if part in done:
+                if done[part] == database:
+                    log.verbose("%s: already dumped in this run" % database)
+                else:
+                    yield failing("%r and %r would both be dumped as %s; %r is not dumped"
+                                  % (done[part], database, part, database))
                 continue
-            done.add(file_part(database))
+            done[part] = database
         yield job
 
 
