@@ -31,11 +31,8 @@ def text(value):
     (carried as surrogateescape) become U+FFFD."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    value = str(value)
-    try:
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
-        return value.encode("utf-8", "replace").decode("utf-8")
+    value = re.sub("[\ud800-\udc7f\udd00-\udfff]", "\ufffd", str(value))  # no escaped byte
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def compose(settings, subject, body):
