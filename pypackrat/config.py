@@ -11,6 +11,7 @@ order, so settings can move out of the Bash file one module at a time.
 Every problem is collected and reported at once, one line each, with the
 setting's name and the file it came from.
 """
+import contextlib
 import glob
 import os
 import re
@@ -31,9 +32,24 @@ class InvalidSetting(KeyError):
     """A module check asked for a setting whose value failed validation."""
 
 
+# Settings whose name ends in KEY but that hold the path of a key file, not a key.
+KEY_PATHS = ("SSH_KEY",)
+_SECRET_END = re.compile(r"(?:^|_)(?:PASS|PASSWORD|PASSWD)$|KEY$")
+_SECRET_PART = re.compile(r"SECRET|TOKEN|PASSPHRASE")
+
+
 def is_secret(name):
-    return (name == "ENCRYPTION_KEY" or name == "S3_SECRET_KEY"
-            or name.endswith("_PASS") or name.endswith("_PASSWORD"))
+    """Whether the setting (or Bash module variable) ``name`` holds a secret:
+    its value is masked in every output (log, mail, `check`, the output of
+    Bash modules) and never shown in a message. The one rule, used
+    everywhere: a name ending in _PASS, _PASSWORD, _PASSWD or KEY
+    (ENCRYPTION_KEY, S3_SECRET_KEY, S3_ACCESS_KEY, API_KEY), or holding
+    SECRET, TOKEN or PASSPHRASE; case does not matter. Names that end in
+    KEY but hold a file's path are not secrets: SSH_KEY and *_SSH_KEY."""
+    upper = str(name).upper()
+    if upper in KEY_PATHS or upper.endswith("_SSH_KEY"):
+        return False
+    return bool(_SECRET_END.search(upper) or _SECRET_PART.search(upper))
 
 
 class Settings:
@@ -145,43 +161,339 @@ def _validator():
     return Validator({"integer": integer, "float": decimal})
 
 
+# Evaluating the config: bounded in time (PACKRAT_CONFIG_TIMEOUT seconds,
+# for tests; CONFIG_TIMEOUT otherwise), its whole process group killed after.
+CONFIG_TIMEOUT = 30
+_OUTPUT_LIMIT = 64 * 1024  # what is kept of the config's own stdout/stderr
+_STDERR_LINES = 10         # bash's lines shown in a config error
+
+
+def config_timeout():
+    """CONFIG_TIMEOUT, or PACKRAT_CONFIG_TIMEOUT seconds when that is a
+    positive number (tests shorten the bound with it)."""
+    try:
+        value = float(os.environ.get("PACKRAT_CONFIG_TIMEOUT", ""))
+    except ValueError:
+        return CONFIG_TIMEOUT
+    return value if 0 < value < float("inf") else CONFIG_TIMEOUT
+
+
+# -- who may write what packrat runs as root ---------------------------------------
+
+def _owner_name(uid):
+    import pwd
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return "uid %d" % uid
+
+
+def _trusted_owners():
+    return {0, os.geteuid()}
+
+
+def _fix(path, is_dir):
+    import shlex
+    owner = "root" if os.geteuid() == 0 else _owner_name(os.geteuid())
+    return "chown %s %s; chmod go-w %s" % (owner, shlex.quote(path), shlex.quote(path))
+
+
+def _chain(path):
+    """``path`` (made absolute) and every directory above it, both as
+    written and with symbolic links resolved: whoever can write to one of
+    them can replace what packrat reads."""
+    seen, out = set(), []
+    for start in (os.path.abspath(path), os.path.realpath(path)):
+        p = start
+        while True:
+            if p not in seen:
+                seen.add(p)
+                out.append(p)
+            parent = os.path.dirname(p)
+            if parent == p:
+                break
+            p = parent
+    return out
+
+
+def untrusted(path, what, holds_files=False):
+    """Problems (one line each, naming the file and the fix) when ``path`` or
+    a directory above it is not owned by root (or by the user running
+    packrat) or can be written by group or others. ``what`` says what packrat
+    does with it ("runs as root"). ``holds_files``: ``path`` is a directory
+    whose files are all trusted (MODULE_PATH, modules.d), so it may not be
+    writable by others even with the sticky bit; directories above may be
+    sticky (as /tmp is): there, others cannot replace what is not theirs."""
+    import stat
+    problems = []
+    target = os.path.abspath(path)
+    leaves = {target, os.path.realpath(path)}
+    for p in _chain(path):
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            if p in leaves:
+                continue  # missing: reported where it is read
+            problems.append("%s: cannot check its owner and mode: %s" % (p, exc.strerror))
+            continue
+        is_dir = stat.S_ISDIR(st.st_mode)
+        kind = "directory" if is_dir else "file"
+        role = what if p in leaves else "it is above %s, which %s" % (target, what)
+        if st.st_uid not in _trusted_owners():
+            problems.append("%s: refusing this %s: it is owned by %s, not by root, and %s; fix: %s"
+                            % (p, kind, _owner_name(st.st_uid), role, _fix(p, is_dir)))
+            continue
+        writable = st.st_mode & 0o022
+        sticky = is_dir and st.st_mode & stat.S_ISVTX and not (holds_files and p in leaves)
+        if writable and not sticky:
+            who = " and ".join(w for w, bit in (("group", 0o020), ("others", 0o002)) if writable & bit)
+            problems.append("%s: refusing this %s: it can be written by %s (mode %04o), and %s; fix: %s"
+                            % (p, kind, who, stat.S_IMODE(st.st_mode), role, _fix(p, is_dir)))
+    return problems
+
+
+def warn_if_readable(path, names):
+    """Warn when ``path``, which sets the secrets ``names``, can be read by
+    group or others."""
+    import shlex
+    import stat
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if names and mode & 0o044:
+        log.warn("Warning: %s sets %s but can be read by %s (mode %04o); fix: chmod go-r %s"
+                 % (path, ", ".join(sorted(names)), "group and others" if mode & 0o044 == 0o044
+                    else ("group" if mode & 0o040 else "others"), mode, shlex.quote(path)))
+
+
+# -- the config file ------------------------------------------------------------------
+
+_ASSIGN = re.compile(r"(?:^|[\s;&|({])(?:(?:export|declare|typeset|readonly|local)\s+(?:-\w+\s+)*)?"
+                     r"([A-Za-z_][A-Za-z0-9_]*)(?:\[[^]]*\])?\+?=(.*)$", re.M)
+
+
+def _secret_lines(text):
+    """({line number: setting}, words) for the lines of the file that
+    assign a secret: bash's messages about those lines are not shown, and
+    the words of the value are masked wherever they appear (an unquoted
+    ``ENCRYPTION_KEY=correct horse battery`` defines nothing, but makes bash
+    complain about ``horse``)."""
+    lines, words = {}, set()
+    for number, line in enumerate(text.split("\n"), 1):
+        for m in _ASSIGN.finditer(line):
+            if not is_secret(m.group(1)):
+                continue
+            lines[number] = m.group(1)
+            value = m.group(2).strip()
+            if value:
+                words.add(value)
+                for quote in ("'", '"'):
+                    words.add(value.strip(quote))
+            for word in re.split(r"[\s'\"();&|<>`$]+", value):
+                if len(word) >= 3:
+                    words.add(word)
+    return lines, {w for w in words if w}
+
+
+def _line_endings(data, path):
+    if b"\r\n" in data:
+        return ("%s: the file has Windows (CRLF) line endings, so every value would end in a "
+                "carriage return; convert it: sed -i 's/\\r$//' %s" % (path, path))
+    if b"\r" in data and b"\n" not in data.rstrip(b"\r"):
+        return ("%s: the file has old Mac (CR-only) line endings, so Bash reads it as one line; "
+                "convert it: sed -i 's/\\r/\\n/g' %s" % (path, path))
+    return None
+
+
+def _evaluate(argv, env, timeout):
+    """Run ``argv`` (bash) in a process group of its own, stdin from
+    /dev/null, for at most ``timeout`` seconds; kill the whole group when
+    bash ends (a background job of the config does not outlive it) or when
+    the time is up. Returns (exit code or None on timeout, stdout, stderr)."""
+    import selectors
+    import subprocess
+    import time
+    preexec = getattr(execute, "_die_with_parent", None)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True,
+                            close_fds=True, preexec_fn=preexec() if preexec else None)
+    outputs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    sel = selectors.DefaultSelector()
+    for pipe in outputs:
+        os.set_blocking(pipe.fileno(), False)
+        sel.register(pipe, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    code, drain_until = None, None
+    try:
+        while sel.get_map():
+            now = time.monotonic()
+            if code is None:
+                code = proc.poll()
+                if code is not None:
+                    _kill_group(proc.pid)   # background jobs of the config
+                    drain_until = now + 1.0
+                elif now >= deadline:
+                    break
+            if drain_until is not None and now >= drain_until:
+                break  # a job that left the group holds the pipe: stop reading
+            for key, _ in sel.select(0.05):
+                try:
+                    data = key.fileobj.read(65536)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                kept = outputs[key.fileobj]
+                if len(kept) < _OUTPUT_LIMIT:
+                    kept += data[:_OUTPUT_LIMIT - len(kept)]
+        if code is None:
+            code = proc.poll()
+        if code is None and time.monotonic() < deadline:
+            code = proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:
+        _kill_group(proc.pid)
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        with contextlib.suppress(Exception):
+            proc.wait(5)
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    return code, bytes(outputs[proc.stdout]), bytes(outputs[proc.stderr])
+
+
+def _kill_group(pgid):
+    import signal
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _records(data):
+    """Parse shellconf.sh's result: (values, end) where end is ("E"|"X",
+    status, line) or None when the record of the end is missing."""
+    values, end = {}, None
+    fields = data.split(b"\0")
+    if fields and fields[-1] == b"":
+        fields.pop()
+    i = 0
+    try:
+        while i < len(fields):
+            kind = fields[i]
+            if kind in (b"E", b"X"):
+                end = (kind.decode(), int(fields[i + 1]), fields[i + 2].decode("ascii", "replace"))
+                break
+            name = fields[i + 1].decode("utf-8", "surrogateescape")
+            if kind == b"S":
+                values[name] = fields[i + 2].decode("utf-8", "surrogateescape")
+                i += 3
+            elif kind == b"A":
+                count = int(fields[i + 2])
+                items = fields[i + 3:i + 3 + count]
+                if len(items) != count:
+                    return values, None
+                values[name] = [f.decode("utf-8", "surrogateescape") for f in items]
+                i += 3 + count
+            else:
+                return values, None
+    except (IndexError, ValueError):
+        return values, None
+    return values, end
+
+
 def read_shell(path):
     """Evaluate a Bash config file; return ({name: str|list}, warnings).
 
-    Raises ConfigError when bash reports an error in the file."""
+    Refuses a file that is not root's (ConfigError naming the fix). Raises
+    ConfigError, messages masked, when bash writes anything on stderr, when
+    the file ends with a non-zero status, stops early (exit, set -e, exec),
+    takes longer than the bound, or has CRLF or CR line endings. What the
+    file prints on stdout is returned as warnings."""
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
         raise ConfigError(["Cannot read config file: %s" % path])
+    problems = untrusted(path, "packrat runs it as root (it is a Bash script)")
+    if problems:
+        raise ConfigError(problems)
+    try:
+        with open(path, "rb") as fh:
+            text_bytes = fh.read()
+    except OSError as exc:
+        raise ConfigError(["Cannot read config file: %s: %s" % (path, exc.strerror)])
+    ending = _line_endings(text_bytes, path)
+    if ending:
+        raise ConfigError([ending])
+    text = text_bytes.decode("utf-8", "surrogateescape")
+    secret_lines, secret_words = _secret_lines(text)
+
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
            "HOME": os.environ.get("HOME", "/root"), "LC_ALL": "C.UTF-8"}
+    timeout = config_timeout()
     out_fd, out_path = tempfile.mkstemp(prefix="conf-", dir=execute.private_dir())
     os.close(out_fd)
     try:
-        result = execute.run(["bash", os.path.join(HERE, "shellconf.sh"), path, out_path],
-                             env=env, clean_env=True, ok_codes=range(256),
-                             changes=False, quiet=True, stdin="")
-        code, stderr = result.code, result.err
+        code, stdout, stderr = _evaluate(["bash", os.path.join(HERE, "shellconf.sh"), path, out_path],
+                                         env, timeout)
         with open(out_path, "rb") as fh:
             data = fh.read()
     finally:
-        os.unlink(out_path)
-    lines = [l for l in stderr.splitlines() if l.strip()]
-    problems = ["%s: %s" % (path, _bash_message(l, path)) for l in lines]
-    if code != 0 and problems:
-        raise ConfigError(problems)
-    values = {}
-    fields = data.split(b"\0")
-    i = 0
-    while i + 2 < len(fields) + 1 and i < len(fields) - 1:
-        kind, name = fields[i].decode(), fields[i + 1].decode()
-        if kind == "S":
-            values[name] = fields[i + 2].decode("utf-8", "surrogateescape")
-            i += 3
-        else:
-            count = int(fields[i + 2])
-            values[name] = [f.decode("utf-8", "surrogateescape")
-                            for f in fields[i + 3:i + 3 + count]]
-            i += 3 + count
-    return values, problems
+        with contextlib.suppress(OSError):
+            os.unlink(out_path)
+    values, end = _records(data)
+    # the secrets are known before anything is shown
+    defined = set()
+    for name, value in values.items():
+        if is_secret(name):
+            for item in (value if isinstance(value, list) else [value]):
+                if item:
+                    log.add_secret(item)
+                    defined.add(name)
+
+    def shown(line):
+        return log.mask(line, extra=secret_words)
+
+    problems = []
+    lines = [l for l in stderr.decode("utf-8", "replace").splitlines() if l.strip()]
+    for line in lines[:_STDERR_LINES]:
+        message = _bash_message(line, path)
+        m = re.match(r"line (\d+): ", message)
+        if m and int(m.group(1)) in secret_lines:
+            message = ("line %s: bash reports an error on the line that sets %s (its message is not "
+                       "shown: it may hold part of the secret); is the value quoted?"
+                       % (m.group(1), secret_lines[int(m.group(1))]))
+        problems.append(shown("%s: %s" % (path, message)))
+    if len(lines) > _STDERR_LINES:
+        problems.append("%s: ... and %d more lines on stderr" % (path, len(lines) - _STDERR_LINES))
+    at = lambda line: ("line %s: " % line) if line else ""  # noqa: E731
+    if code is None:
+        problems.append("%s: evaluating the file took longer than %g seconds and was stopped "
+                        "(a command that waits or loops? set PACKRAT_CONFIG_TIMEOUT to change "
+                        "the bound)" % (path, timeout))
+    elif end is None:
+        problems.append("%s: the evaluation ended before the file was read to its end (%s): does it "
+                        "call exec, or kill its own shell?"
+                        % (path, "killed by signal %d" % -code if code < 0 else "status %d" % code))
+    elif end[0] == "X":
+        problems.append("%s: %sthe file exited before its end, with status %d (exit, or a failing "
+                        "command under set -e): the settings after that point were not read"
+                        % (path, at(end[2]), end[1]))
+    elif end[1] != 0:
+        problems.append("%s: %sthe file ended with status %d (its last command failed): a "
+                        "configuration must end with status 0" % (path, at(end[2]), end[1]))
+    elif code != 0:
+        problems.append("%s: the evaluation exited with status %d after the file was read (an EXIT "
+                        "trap set in the file?)" % (path, code))
+    if problems:
+        error = ConfigError(problems)
+        error.values = values  # what the file defined before it failed (ADMIN_EMAIL, SMTP)
+        raise error
+    warn_if_readable(path, defined)
+    warnings = [shown("%s: printed while it was read: %s" % (path, line))
+                for line in stdout.decode("utf-8", "replace").splitlines() if line.strip()][:5]
+    return values, warnings
 
 
 def _bash_message(line, path):
@@ -192,26 +504,75 @@ def _bash_message(line, path):
     return line
 
 
+def _ini_lines(path):
+    """The lines of one modules.d file, or raise ValueError with the reason
+    it cannot be read as text. Whole-line ``;`` comments (the INI habit)
+    are comments, as ``#`` ones."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError("the file is UTF-16 text; save it as UTF-8")
+    if b"\0" in data:
+        raise ValueError("the file holds NUL bytes (UTF-16 text?); save it as UTF-8")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValueError("line %d: byte 0x%02x is not UTF-8; save the file as UTF-8 text"
+                         % (line, data[exc.start])) from None
+    text = text.lstrip("\ufeff")
+    return ["#" + l if l.lstrip().startswith(";") else l for l in text.splitlines()]
+
+
+def _ini_error(exc):
+    errors = getattr(exc, "errors", None)
+    return str(errors[0] if errors else exc).splitlines()[0]
+
+
 def read_modules_d(directory):
-    """Merge the INI files of modules.d: ({name: value}, {name: file}, problems)."""
+    """Merge the INI files of modules.d: ({name: value}, {name: file}, problems).
+
+    The directory and each file must be root's and not writable by others
+    (problems name the file and the fix); a file setting a secret that
+    others can read is warned about. Secrets are registered for masking
+    as soon as they are read."""
     from configobj import ConfigObj, ConfigObjError
     values, origin, problems = {}, {}, []
+    if os.path.isdir(directory):
+        problems += untrusted(directory, "packrat reads settings from its files as root", holds_files=True)
+        if problems:
+            return values, origin, problems
     for path in sorted(glob.glob(os.path.join(directory, "*.conf"))):
-        try:
-            ini = ConfigObj(path, file_error=True, list_values=True, interpolation=False)
-        except (ConfigObjError, OSError, SyntaxError) as exc:
-            problems.append("%s: %s" % (path, str(exc).splitlines()[0]))
+        refused = untrusted(path, "packrat takes settings from it as root")
+        if refused:
+            problems += refused
             continue
+        try:
+            ini = ConfigObj(_ini_lines(path), list_values=True, interpolation=False)
+        except ValueError as exc:
+            problems.append("%s: %s" % (path, exc))
+            continue
+        except (ConfigObjError, OSError, SyntaxError) as exc:
+            problems.append("%s: %s" % (path, _ini_error(exc)))
+            continue
+        found = []
         for section in ini.sections:
             for key, value in ini[section].items():
                 if isinstance(value, dict):
                     problems.append("%s: [%s] %s: nested sections are not settings" % (path, section, key))
                     continue
-                values[key] = value
-                origin[key] = path
-        for key in ini.scalars:
-            values[key] = ini[key]
+                found.append((key, value))
+        found += [(key, ini[key]) for key in ini.scalars]
+        secrets = set()
+        for key, value in found:
+            values[key] = value
             origin[key] = path
+            if is_secret(key):
+                for item in (value if isinstance(value, list) else [value]):
+                    if item:
+                        log.add_secret(item)
+                        secrets.add(key)
+        warn_if_readable(path, secrets)
     return values, origin, problems
 
 

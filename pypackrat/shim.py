@@ -6,13 +6,15 @@ sourced into the same shell, then ``TODAY DOW DOM HOSTNAME OPT_VERBOSE
 NEW_BACKUPS`` from this run, the original's ``verbose die email diemail``,
 and finally ``mod_NAME``, ``list_NAME`` or ``purge_NAME FILE``.
 
-The module's stdout and stderr are packrat's own, written as it happens.
-Everything else comes back through a FIFO (the channel): ``die``/``diemail``
+The module's stdout and stderr reach packrat's own line by line as they
+come, through the mask of secrets (log.mask_bytes): a module that prints a
+password prints ``****``. Everything else comes back through a FIFO (the channel): ``die``/``diemail``
 messages, ``email`` requests (mailed at once through mail.py, so the SMTP
 settings apply), the final ``NEW_BACKUPS`` and the function's status. A
 ``die``, a ``diemail`` or a non-zero status raises one PackratError: the run
 reports it with its other failures in its one mail, and exits 1.
 """
+import contextlib
 import glob
 import os
 import re
@@ -20,7 +22,7 @@ import shlex
 import threading
 
 from pypackrat import execute, log, mail, transfer
-from pypackrat.errors import PackratError
+from pypackrat.errors import ConfigError, PackratError
 
 SHIM_SH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim.sh")
 SUBJECT = "Packrat: Error"  # the original's email() used this subject for every mail
@@ -31,11 +33,25 @@ RUN_VALUES = ("TODAY", "DOW", "DOM", "HOSTNAME", "OPT_VERBOSE", "NEW_BACKUPS")
 
 def module_files(settings):
     """Every *.sh of MODULE_PATH (a colon-separated list), in order: the
-    order they are sourced in, so a later file's function wins."""
-    files = []
+    order they are sourced in, so a later file's function wins.
+
+    Each is sourced as root: each directory and file must be root's (or the
+    invoking user's) and not writable by group or others, or ConfigError
+    names each one and the fix."""
+    from pypackrat import config
+    files, problems = [], []
     for directory in str(settings["MODULE_PATH"]).split(":"):
-        if directory:
-            files += sorted(glob.glob(os.path.join(directory, "*.sh")))
+        if not directory:
+            continue
+        if os.path.isdir(directory):
+            problems += config.untrusted(directory, "packrat sources its *.sh files as root "
+                                         "(MODULE_PATH)", holds_files=True)
+        found = sorted(glob.glob(os.path.join(directory, "*.sh")))
+        for path in found:
+            problems += config.untrusted(path, "packrat sources it as root (a Bash module of MODULE_PATH)")
+        files += found
+    if problems:
+        raise ConfigError(problems)
     return files
 
 
@@ -185,15 +201,107 @@ def _run(ctx, name, path, action, purge=(), new_backups=(), capture=False):
                 execute.secret_file(run_values_script(ctx, new_backups, purge), "shim-run") as run_file:
             argv = ["bash", SHIM_SH, channel.path, settings.path, settings_file, run_file,
                     action, name, "--"] + files
-            try:
-                result = execute.run(argv, stdout=None if capture else "inherit", stderr="inherit",
-                                     ok_codes=range(256), changes=False, quiet=True)
-                code, out = result.code, result.out
-            except execute.CommandFailed as exc:  # killed by a signal
-                code = exc.code
+            code, out = _stream(argv, capture)
     finally:
         channel.close()
     return _Outcome(code, channel, out)
+
+
+# -- the module's output, masked ----------------------------------------------------
+
+_LONG_LINE = 64 * 1024  # a line longer than this is written in pieces
+
+
+def _safe_cut(data, point):
+    """``point`` moved back so that no secret starts before it and ends
+    after it: each piece written is masked whole."""
+    moved = True
+    while moved and point > 0:
+        moved = False
+        for secret in log.secret_bytes():
+            if len(secret) < 2:
+                continue
+            i = data.find(secret, max(0, point - len(secret) + 1), point + len(secret) - 1)
+            if i != -1 and i < point:
+                point, moved = i, True
+    return point
+
+
+class _Masked:
+    """Bytes of one stream of the module, written to ``stream`` (packrat's
+    stdout or stderr) a line at a time, secrets masked; or kept (capture)."""
+
+    def __init__(self, stream, capture=False):
+        self.stream, self.capture = stream, capture
+        self.buf, self.kept = b"", bytearray()
+
+    def feed(self, data, final=False):
+        if self.capture:
+            self.kept += data
+            return
+        self.buf += data
+        if final:
+            point = len(self.buf)
+        else:
+            point = self.buf.rfind(b"\n") + 1
+            if point == 0 and len(self.buf) > _LONG_LINE:
+                point = len(self.buf)
+            point = _safe_cut(self.buf, point)
+        if point:
+            log.write_bytes(self.stream, log.mask_bytes(self.buf[:point]))
+            self.buf = self.buf[point:]
+
+
+def _stream(argv, capture=False):
+    """Run the module's shell, in a process group of its own (stopped with
+    packrat), stdin from /dev/null. Its stderr, and its stdout unless
+    ``capture``, pass through the mask as they come. Returns (exit status,
+    negative for a signal; captured stdout as text)."""
+    import selectors
+    import signal
+    import subprocess
+    import sys
+    import time
+    preexec = getattr(execute, "_die_with_parent", None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, process_group=0, close_fds=True,
+                            preexec_fn=preexec() if preexec else None)
+    sinks = {proc.stdout: _Masked(sys.stdout, capture), proc.stderr: _Masked(sys.stderr)}
+    sel = selectors.DefaultSelector()
+    try:
+        for pipe in sinks:
+            os.set_blocking(pipe.fileno(), False)
+            sel.register(pipe, selectors.EVENT_READ)
+        ended = None
+        while sel.get_map():
+            for key, _ in sel.select(0.2):
+                try:
+                    data = os.read(key.fileobj.fileno(), 65536)
+                except BlockingIOError:
+                    continue
+                if data:
+                    sinks[key.fileobj].feed(data)
+                else:
+                    sel.unregister(key.fileobj)
+            if ended is None and proc.poll() is not None:
+                ended = time.monotonic()
+            elif ended is not None and time.monotonic() - ended > 2:
+                break  # a job the module left running holds the pipe: stop reading
+        for sink in sinks.values():
+            sink.feed(b"", final=True)
+        code = proc.wait()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    return code, bytes(sinks[proc.stdout].kept).decode("utf-8", "replace")
 
 
 def _fail(role, name, path, function, outcome):
