@@ -150,6 +150,7 @@ def overrides(opts):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    os.umask(0o077)  # archives, dumps, temporaries: 0600, whatever BACKUP_DIR's mode
     try:
         opts = parse(argv)
     except UsageError as exc:

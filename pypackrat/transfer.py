@@ -97,6 +97,21 @@ class Remote:
         return self.name
 
 
+def create_private(path):
+    """Create ``path`` afresh for writing, mode 0600, with O_EXCL|O_NOFOLLOW:
+    whatever was there (a stale temporary, or a symlink planted by someone
+    who can write to the directory) is unlinked, never followed, and the
+    file is created again exclusively. Returns the descriptor."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        os.unlink(path)  # removes a link itself, not its target
+        fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 def file_digest(path, algorithm):
     h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
@@ -226,22 +241,28 @@ def _discard(remote, target):
 
 
 def download(remote, remote_name, local_path):
-    """Fetch one file into ``local_path`` (through a temporary name), retried;
-    verified by size against the remote."""
+    """Fetch one file into ``local_path``, retried; verified by size against
+    the remote. The bytes land first in a file of a private directory (0700,
+    made beside ``local_path``, so that the final rename stays on one file
+    system): nobody else can plant a link where the transport writes."""
+    import shutil
+    import tempfile
+    from pypackrat import execute
     directory, name = os.path.split(os.path.abspath(local_path))
-    tmp = os.path.join(directory, ".packrat-tmp-%d-%s" % (os.getpid(), name))
+    private = tempfile.mkdtemp(prefix="%s%d-" % (execute.TEMP_PREFIX, os.getpid()), dir=directory)
+    tmp = os.path.join(private, name)
 
     def attempt():
         remote.get(remote_name, tmp)
         if remote.size(remote_name) != os.path.getsize(tmp):
+        os.close(create_private(tmp))
             raise VerifyError("%s: download of %s is incomplete" % (remote.describe(), remote_name))
         os.replace(tmp, local_path)
 
     try:
         _retrying(remote, "download of %s" % remote_name, attempt)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def listing(remote):

@@ -1,10 +1,21 @@
 """Upload module ``local``: copy the archives into a directory, such as a
 mounted NAS share (setting LOCAL_DIR). The reference implementation of the
-upload interface."""
+upload interface.
+
+LOCAL_DIR may be writable by others (another host of the share), so every
+file packrat writes there is created afresh with O_EXCL|O_NOFOLLOW, mode
+0600: a symlink planted at the temporary name is removed, never followed;
+before the temporary is renamed, ``lstat`` must still find the very file
+that was written (same inode), so a file swapped in meanwhile is refused.
+"""
 import hashlib
 import os
+import stat
 
-from pypackrat.transfer import Remote as BaseRemote
+from pypackrat.errors import PackratError
+from pypackrat.transfer import Remote as BaseRemote, create_private
+
+BLOCK = 1 << 20
 
 
 def check(settings):
@@ -28,12 +39,29 @@ def requirements(settings):
             % (settings.where("LOCAL_DIR", "upload"), directory, what)]
 
 
+def _open_regular(path):
+    """A read descriptor of ``path``, which must be a regular file and not
+    a symlink."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PackratError("%s is not a regular file" % path)
+    return fd
+
+
+def _identity(st):
+    """What tells the file packrat wrote from one put in its place: the
+    inode (which a new file may reuse), the owner, size and mtime."""
+    return st.st_dev, st.st_ino, st.st_uid, st.st_size, st.st_mtime_ns
+
+
 class Remote(BaseRemote):
     name = "local"
 
     def __init__(self, ctx):
         super().__init__(ctx)
         self.directory = self.settings["LOCAL_DIR"]
+        self._written = {}  # name -> identity (_identity) of the file put wrote
 
     def describe(self):
         return "local:%s" % self.directory
@@ -46,17 +74,25 @@ class Remote(BaseRemote):
         return os.path.join(self.directory, name)
 
     def put(self, local_path, remote_name, progress=None):
-        self._copy(local_path, self._path(remote_name), progress)
+        dest = self._path(remote_name)
+        self._written.pop(remote_name, None)
+        fd = create_private(dest)
+        with os.fdopen(fd, "wb") as dst:
+            self._copy(local_path, dst, progress)
+            identity = _identity(os.fstat(dst.fileno()))
+        self._written[remote_name] = identity
 
     def get(self, remote_name, local_path, progress=None):
-        self._copy(self._path(remote_name), local_path, progress)
+        fd = create_private(local_path)
+        with os.fdopen(fd, "wb") as dst:
+            self._copy(self._path(remote_name), dst, progress)
 
     @staticmethod
-    def _copy(source, dest, progress):
+    def _copy(source, dst, progress):
         done = 0
-        with open(source, "rb") as src, open(dest, "wb") as dst:
+        with os.fdopen(_open_regular(source), "rb") as src:
             while True:
-                block = src.read(1 << 20)
+                block = src.read(BLOCK)
                 if not block:
                     break
                 dst.write(block)
@@ -66,19 +102,40 @@ class Remote(BaseRemote):
             dst.flush()
             os.fsync(dst.fileno())
 
+    def _ours(self, name, path):
+        """Raise unless ``path`` is still the regular file put wrote as ``name``."""
+        expected = self._written.get(name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if expected is None or st is None or not stat.S_ISREG(st.st_mode) or _identity(st) != expected:
+            raise PackratError("%s: %s is no longer the file packrat wrote (replaced or removed by "
+                               "someone else meanwhile); refusing to rename it" % (self.describe(), path))
+
     def rename(self, old, new):
-        os.replace(self._path(old), self._path(new))
+        old_path, new_path = self._path(old), self._path(new)
+        if old in self._written:
+            self._ours(old, old_path)
+            os.replace(old_path, new_path)  # replaces a link at new, never follows it
+            self._written[new] = self._written.pop(old)
+            self._ours(new, new_path)
+        else:  # not put by this run
+            if not stat.S_ISREG(os.lstat(old_path).st_mode):
+                raise PackratError("%s: %s is not a regular file" % (self.describe(), old_path))
+            os.replace(old_path, new_path)
 
     def size(self, remote_name):
         try:
-            return os.path.getsize(self._path(remote_name))
+            st = os.lstat(self._path(remote_name))
         except FileNotFoundError:
             return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def checksum(self, remote_name):
         h = hashlib.sha256()
-        with open(self._path(remote_name), "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
+        with os.fdopen(_open_regular(self._path(remote_name)), "rb") as fh:
+            for block in iter(lambda: fh.read(BLOCK), b""):
                 h.update(block)
         return "sha256", h.hexdigest()
 

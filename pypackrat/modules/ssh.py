@@ -14,10 +14,22 @@ OpenSSH's ``scp`` is installed, the bytes go through it instead (one more
 SSH connection per file; the control connection stays paramiko's).
 SSH_CLIENT=paramiko or =openssh forces one data path. SSH_BWLIMIT (Kbit/s,
 as scp -l) is honoured by both.
+
+As OpenSSH does: where known_hosts holds keys of several types for the host,
+the preferred known type is negotiated (ed25519 before ECDSA before RSA), so
+a wrong key of that type is refused even when a key of another type would
+match. A key protected by a passphrase is used through ssh-agent
+(SSH_AUTH_SOCK) when the agent holds it, else unlocked with
+SSH_KEY_PASSPHRASE (never on a command line: scp gets it through an
+askpass helper reading it from its environment). Remote copies are made
+0600. scp's failures show ssh's own message; a refused key or host key is
+not retried.
 """
+import base64
 import getpass
 import os
 import posixpath
+import re
 import stat
 import threading
 import time
@@ -31,6 +43,21 @@ DEFAULT_REQUEST = 32768      # what every SFTP server accepts
 FAST_REQUEST = 128 * 1024    # from here on paramiko keeps up with scp
 LARGEST_REQUEST = 255 * 1024  # OpenSSH's sftp-server takes messages up to 256 KiB
 TIMEOUT = 60
+REMOTE_MODE = 0o600  # of every copy on the server
+# host key algorithms in OpenSSH's order of preference; the known_hosts
+# type "ssh-rsa" stands for the three RSA signature algorithms
+HOSTKEY_ORDER = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                 "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
+# what ssh prints when retrying cannot help: a host key or a key refused
+PERMANENT = re.compile(r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|"
+                       r"host key is known|Permission denied \(|Too many authentication failures|"
+                       r"UNPROTECTED PRIVATE KEY|Load key .*: |incorrect passphrase|"
+                       r"No such file or directory|Permission denied$|no matching host key type")
+# ssh's banner lines that say nothing about this case
+_BOILERPLATE = re.compile(r"^(@+|IT IS POSSIBLE THAT SOMEONE|Someone could be eavesdropping|"
+                          r"It is also possible that a host key|Please contact your system|"
+                          r"Add correct host key in|.*to get rid of this message|"
+                          r"remove with:|ssh-keygen -f |\S*scp: Connection closed|lost connection)")
 
 
 def check(settings):
@@ -96,12 +123,14 @@ class Remote(BaseRemote):
             if os.path.isfile(f)]
         self.choice = s.get("SSH_CLIENT") or "auto"
         self.client = self.sftp = None
+        self._askpass = None  # whether scp needs SSH_KEY_PASSPHRASE (known after the first look)
 
     def use_openssh(self):
         """Whether scp moves the bytes (see the module's notes)."""
         if self.choice != "auto":
             return self.choice == "openssh"
-        return _request_size(self._conn()) < FAST_REQUEST and bool(execute.which("scp"))
+        return (_request_size(self._conn()) < FAST_REQUEST and bool(execute.which("scp"))
+                and not self._needs_askpass())  # paramiko has the passphrase itself
 
     def describe(self):
         return "ssh %s@%s:%s" % (self.user, _host_id(self.host, self.port), self.directory)
@@ -130,8 +159,21 @@ class Remote(BaseRemote):
                     % (remote.describe(), key.get_name(), key.fingerprint, hostname,
                        " or ".join(remote.known_files) or "any known_hosts file", remote._fix()))
 
+        class Transport(paramiko.Transport):
+            def start_client(self, *args, **kw):
+                # SSHClient.connect puts only the first known_hosts type first;
+                # OpenSSH puts every known type first, in its own order
+                known = client.get_host_keys().lookup(_host_id(remote.host, remote.port))
+                if known:
+                    options = self.get_security_options()
+                    algorithms = _known_algorithms(known.keys())
+                    first = [a for a in HOSTKEY_ORDER if a in algorithms and a in options.key_types]
+                    if first:
+                        options.key_types = first + [a for a in options.key_types if a not in first]
+                return super().start_client(*args, **kw)
+
         def transport(sock, disabled_algorithms=None):
-            t = paramiko.Transport(sock, disabled_algorithms=disabled_algorithms)
+            t = Transport(sock, disabled_algorithms=disabled_algorithms)
             options = t.get_security_options()
             ciphers = list(options.ciphers)
             if FAST_CIPHER in ciphers:  # fastest where AES-NI exists; same security
@@ -149,7 +191,7 @@ class Remote(BaseRemote):
         kw = dict(port=self.port, username=self.user, timeout=30, banner_timeout=30,
                   auth_timeout=30, transport_factory=transport)
         if self.key:
-            kw.update(key_filename=self.key, look_for_keys=False, allow_agent=False)
+            kw.update(pkey=self._load_key(), look_for_keys=False, allow_agent=False)
         try:
             client.connect(self.host, **kw)
         except paramiko.BadHostKeyException as exc:
@@ -186,6 +228,67 @@ class Remote(BaseRemote):
             self.close()
             raise PackratError("%s: SSH_DIR %s is not a directory" % (self.describe(), self.directory))
 
+    def _load_key(self):
+        """SSH_KEY as paramiko uses it: the file itself when it has no
+        passphrase; else the ssh-agent's copy of it (the agent holds a key
+        with the same public part); else the file unlocked with
+        SSH_KEY_PASSPHRASE."""
+        import paramiko
+        try:
+            return paramiko.PKey.from_path(self.key)
+        except TypeError:  # protected by a passphrase
+            pass
+        except (OSError, ValueError, paramiko.SSHException) as exc:
+            raise PackratError("%s: SSH_KEY %s is not a private key packrat can read (%s)"
+                               % (self.describe(), self.key, exc))
+        agent_key = self._agent_key()
+        if agent_key is not None:
+            return agent_key
+        passphrase = self.settings.get("SSH_KEY_PASSPHRASE") or ""
+        if not passphrase:
+            raise PackratError(
+                "%s: SSH_KEY %s is protected by a passphrase, and no ssh-agent holds it "
+                "(SSH_AUTH_SOCK %s): add it to the agent (ssh-add %s) or set SSH_KEY_PASSPHRASE"
+                % (self.describe(), self.key, "is not set" if not os.environ.get("SSH_AUTH_SOCK")
+                   else "leads to an agent without it", self.key))
+        try:
+            return paramiko.PKey.from_path(self.key, passphrase.encode("utf-8", "surrogateescape"))
+        except (TypeError, ValueError, paramiko.SSHException):
+            raise PackratError("%s: SSH_KEY %s cannot be unlocked with SSH_KEY_PASSPHRASE "
+                               "(wrong passphrase?)" % (self.describe(), self.key)) from None
+
+    def _agent_key(self):
+        """The agent's key whose public part is SSH_KEY's, or None."""
+        import paramiko
+        blob = _public_blob(self.key)
+        if blob is None or not os.environ.get("SSH_AUTH_SOCK"):
+            return None
+        try:
+            agent = paramiko.Agent()
+            keys = agent.get_keys()
+        except (OSError, paramiko.SSHException) as exc:
+            log.verbose("%s: ssh-agent: %s" % (self.describe(), exc))
+            return None
+        for key in keys:
+            if key.asbytes() == blob:
+                return key
+        return None
+
+    def _needs_askpass(self):
+        """Whether scp must be given SSH_KEY_PASSPHRASE (the key is protected
+        and no agent holds it)."""
+        if self._askpass is None:
+            self._askpass = False
+            if self.key and self.settings.get("SSH_KEY_PASSPHRASE"):
+                import paramiko
+                try:
+                    paramiko.PKey.from_path(self.key)
+                except TypeError:
+                    self._askpass = self._agent_key() is None
+                except Exception:
+                    pass
+        return self._askpass
+
     def close(self):
         for thing in (self.sftp, self.client):
             if thing is not None:
@@ -204,9 +307,12 @@ class Remote(BaseRemote):
         return posixpath.join(self.directory, name)
 
     # -- data -------------------------------------------------------------------
-    def _scp_argv(self):
-        argv = ["scp", "-q", "-B", "-s", "-F", "none", "-P", str(self.port),
-                "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+    def _scp_argv(self, askpass=False):
+        argv = ["scp", "-s", "-F", "none", "-P", str(self.port),
+                "-o", "LogLevel=ERROR",  # not -q: that hides ssh's own error messages
+                "-o", "BatchMode=%s" % ("no" if askpass else "yes"),
+                "-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no",
+                "-o", "StrictHostKeyChecking=yes",
                 "-o", "ConnectTimeout=30", "-o", "ServerAliveInterval=15",
                 "-o", "ServerAliveCountMax=4", "-o", "Ciphers=^" + FAST_CIPHER]
         if self.known_files:
@@ -214,16 +320,40 @@ class Remote(BaseRemote):
                      "-o", "GlobalKnownHostsFile=/dev/null"]
         if self.key:
             argv += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
+        if askpass:
+            argv += ["-o", "NumberOfPasswordPrompts=1"]
         if self.bwlimit:
             argv += ["-l", str(self.bwlimit)]
         return argv
+
+    def _askpass_env(self):
+        """The environment that hands SSH_KEY_PASSPHRASE to ssh (through
+        SSH_ASKPASS: a 0700 helper in packrat's private directory that prints
+        it from the environment), or None where no passphrase is needed."""
+        if not self._needs_askpass():
+            return None
+        helper = os.path.join(execute.private_dir(), "ssh-askpass")
+        if not os.path.exists(helper):
+            fd = os.open(helper, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o700)
+            with os.fdopen(fd, "w") as fh:
+                fh.write('#!/bin/sh\nprintf \'%s\\n\' "$PACKRAT_SSH_KEY_PASSPHRASE"\n')
+        if not os.access(helper, os.X_OK):
+            raise PackratError("%s: SSH_CLIENT=openssh with a passphrase key needs an askpass helper, but %s "
+                               "cannot be executed (noexec?); load the key into ssh-agent or set "
+                               "SSH_CLIENT=paramiko" % (self.describe(), helper))
+        return {"SSH_ASKPASS": helper, "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": os.environ.get("DISPLAY", ":0"),
+                "PACKRAT_SSH_KEY_PASSPHRASE": self.settings["SSH_KEY_PASSPHRASE"]}
 
     def _spec(self, name):
         host = "[%s]" % self.host if ":" in self.host else self.host
         return "%s@%s:%s" % (self.user, host, self._path(name))
 
-    def _scp(self, argv, watch=None, progress=None):
-        """Run scp; meanwhile report the remote file's size as progress."""
+    def _scp(self, files, watch=None, progress=None):
+        """Run scp on ``files`` (source, destination); meanwhile report the
+        remote file's size as progress. A refused key or host key is final
+        (PackratError, with ssh's own message); anything else is transient."""
+        env = self._askpass_env()
+        argv = self._scp_argv(askpass=env is not None) + ["--"] + list(files)
         stop = threading.Event()
         watcher = None
         if progress and watch:
@@ -236,9 +366,17 @@ class Remote(BaseRemote):
             watcher = threading.Thread(target=poll, daemon=True)
             watcher.start()
         try:
-            execute.run(argv)
+            execute.run(argv, env=env)
         except execute.CommandFailed as exc:
-            raise ConnectionError(str(exc))  # transient: retried
+            message = _ssh_message(exc.stderr) or str(exc)
+            if PERMANENT.search(exc.stderr or ""):
+                hint = ""
+                if "HOST IDENTIFICATION HAS CHANGED" in exc.stderr or "host key is known" in exc.stderr:
+                    hint = ("; if the change is expected, remove the old key (ssh-keygen -R '%s' -f %s) and %s"
+                            % (_host_id(self.host, self.port), (self.known_files or ["~/.ssh/known_hosts"])[0],
+                               self._fix()))
+                raise PackratError("%s: scp refused (not retried): %s%s" % (self.describe(), message, hint))
+            raise ConnectionError("scp failed (status %s): %s" % (exc.code, message))  # transient: retried
         finally:
             stop.set()
             if watcher:
@@ -252,13 +390,18 @@ class Remote(BaseRemote):
 
     def _put(self, local_path, remote_name, progress):
         sftp = self._conn()
+        path = self._path(remote_name)
+        try:  # a stale temporary keeps its mode: start afresh
+            sftp.remove(path)
+        except FileNotFoundError:
+            pass
         if self.use_openssh():
-            self._scp(self._scp_argv() + ["--", local_path, self._spec(remote_name)],
-                      watch=self._path(remote_name), progress=progress)
+            self._scp([local_path, self._spec(remote_name)], watch=path, progress=progress)
+            sftp.chmod(path, REMOTE_MODE)  # scp gives the local file's mode; before the rename
             return
         size = _request_size(sftp)
         done, started = 0, time.monotonic()
-        with open(local_path, "rb") as src, sftp.open(self._path(remote_name), "wb") as dst:
+        with open(local_path, "rb") as src, _create(sftp, path) as dst:
             dst.set_pipelined(True)
             dst.MAX_REQUEST_SIZE = size
             for block in iter(lambda: src.read(1 << 20), b""):
@@ -278,7 +421,7 @@ class Remote(BaseRemote):
     def get(self, remote_name, local_path, progress=None):
         sftp = self._conn()
         if self.use_openssh():
-            self._scp(self._scp_argv() + ["--", self._spec(remote_name), local_path])
+            self._scp([self._spec(remote_name), local_path])
             return
         sftp.get(self._path(remote_name), local_path,
                  callback=(lambda done, total: progress(done)) if progress else None)
@@ -312,6 +455,78 @@ class Remote(BaseRemote):
             self._conn().remove(self._path(remote_name))
         except FileNotFoundError:
             log.verbose("%s: %s was already gone" % (self.describe(), remote_name))
+
+
+def _create(sftp, path):
+    """Open ``path`` on the server for writing, created exclusively with
+    mode 0600 (SFTP OPEN with the permissions attribute: the data never sits
+    in a file others can read), and set 0600 once more through the handle
+    where the server applied a umask of its own or kept an older mode."""
+    from paramiko.sftp import CMD_HANDLE, CMD_OPEN
+    from paramiko.sftp_attr import SFTPAttributes
+    from paramiko.sftp_client import SFTP_FLAG_CREATE, SFTP_FLAG_EXCL, SFTP_FLAG_TRUNC, SFTP_FLAG_WRITE
+    from paramiko.sftp_file import SFTPFile
+    attrs = SFTPAttributes()
+    attrs.st_mode = REMOTE_MODE
+    kind, msg = sftp._request(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC | SFTP_FLAG_EXCL,
+                              attrs)
+    if kind != CMD_HANDLE:
+        raise OSError("unexpected answer to OPEN of %s" % path)
+    handle = SFTPFile(sftp, msg.get_binary(), "wb", -1)
+    try:
+        handle.chmod(REMOTE_MODE)
+    except OSError as exc:
+        log.verbose("cannot set the mode of %s on the server: %s" % (path, exc))
+    return handle
+
+
+def _known_algorithms(types):
+    """The host key algorithms that verify the known_hosts key types."""
+    out = set()
+    for kind in types:
+        out.update(("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa") if kind == "ssh-rsa" else (kind,))
+    return out
+
+
+def _public_blob(key_file):
+    """The public key of SSH_KEY as the SSH wire format, without the
+    passphrase: from KEY.pub, else from the unencrypted header of an OpenSSH
+    format private key; None where neither tells."""
+    try:
+        with open(key_file + ".pub") as fh:
+            return base64.b64decode(fh.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        with open(key_file) as fh:
+            text = fh.read()
+        body = text.split("-----BEGIN OPENSSH PRIVATE KEY-----", 1)[1].split("-----END", 1)[0]
+        data = base64.b64decode("".join(body.split()))
+        magic = b"openssh-key-v1\0"
+        if not data.startswith(magic):
+            return None
+        from paramiko.message import Message
+        m = Message(data[len(magic):])
+        m.get_string(), m.get_string(), m.get_string()  # cipher, kdf, kdf options
+        if m.get_int() < 1:
+            return None
+        return m.get_binary()
+    except (OSError, IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _ssh_message(stderr):
+    """ssh's own lines of scp's stderr, the banners left out, in one line."""
+    lines = []
+    for line in (stderr or "").splitlines():
+        line = line.strip().strip("@").strip()
+        if not line or _BOILERPLATE.match(line):
+            continue
+        if lines and lines[-1].endswith(" sent by the remote host is"):
+            lines[-1] += " " + line  # the fingerprint on a line of its own
+        else:
+            lines.append(line)
+    return log.mask(" / ".join(lines[-8:]))
 
 
 def _request_size(sftp):
