@@ -196,10 +196,19 @@ class Catalog:
                 out.append(dump)
         return sorted(out, key=lambda d: (d.engine, d.db, d.day, d.name))
 
-    def newest_day(self, location=None):
+    def newest_day(self, location=None, until=None):
+        """The newest date of an archive or dump (at ``location``), dates
+        after ``until`` left out."""
         days = [a.day for a in self.archives(location).values()] + \
                [d.day for d in self.dumps(location)]
+        days = [d for d in days if until is None or d <= until]
         return max(days) if days else None
+
+    def future(self, until):
+        """The names dated after ``until``, sorted."""
+        out = [a.base for a in self.archives().values() if a.day > until]
+        out += [d.name for d in self.dumps() if d.day > until]
+        return sorted(out)
 
 
 def can(remote, method):
@@ -355,8 +364,52 @@ def dar_key(settings):
         yield {"args": ["-B", "/dev/fd/%d" % fd], "pass_fds": (fd,)}
 
 
+WRONG_KEY = "wrong ENCRYPTION_KEY or cipher?"
+# what dar 2.7 says when an encrypted archive is read with a wrong key
+_DAR_BAD_KEY = ("elastic buffer", "incoherent structure", "wrong key")
+
+
 def dar(args, key, **kw):
     """Run dar without a terminal (-Q: no tty warning; questions get "no"),
-    with the key of dar_key()."""
-    return execute.run([execute.require("dar")] + list(args) + key["args"] + ["-Q"],
-                       pass_fds=key["pass_fds"], **kw)
+    with the key of dar_key(). A failure that reads as a wrong key says so."""
+    try:
+        return execute.run([execute.require("dar")] + list(args) + key["args"] + ["-Q"],
+                           pass_fds=key["pass_fds"], **kw)
+    except execute.CommandFailed as exc:
+        if key["args"] and any(s in exc.stderr for s in _DAR_BAD_KEY):
+            raise PackratError("%s (%s)" % (exc, WRONG_KEY)) from None
+        raise
+
+
+_ENCRYPTION_LINE = re.compile(r"^Symmetric key encryption used\s*:\s*(.*?)\s*$", re.M)
+
+
+def require_encrypted(path, key, name=None):
+    """With a key set (``key`` of dar_key()), refuse an archive that is not
+    encrypted: with ENCRYPTION_KEY set, packrat writes encrypted archives
+    only, so a plain one is planted or foreign and is not trusted. ``path``
+    is the archive as dar takes it (no slice number, no .dar). Reads the
+    archive's summary (``dar -l -q``: its header and catalogue, not its
+    data); a wrong key fails here already, and says so."""
+    if not key["args"]:
+        return
+    name = name or os.path.basename(path)
+    result = dar(["-l", path, "-q"], key, env={"LC_ALL": "C", "LANGUAGE": ""}, changes=False,
+                 quiet=True)
+    found = _ENCRYPTION_LINE.search(result.out if result else "")
+    if found is None:
+        raise PackratError("%s: cannot tell whether it is encrypted (dar -l printed no "
+                           "\"Symmetric key encryption used\" line): not trusted" % name)
+    if found.group(1).lower() in ("none", "no", ""):
+        raise PackratError("%s is not encrypted, but ENCRYPTION_KEY is set: refused (packrat "
+                           "encrypts every archive it makes with that key, so this one was put "
+                           "there by someone else). To restore it anyway, copy it aside and run "
+                           "dar -x on it by hand" % name)
+
+
+def until(ctx, day=None):
+    """The last day whose files count: ``day`` when -d names one, otherwise
+    the run's date (today, or PACKRAT_DATE): a file dated after it is not
+    packrat's own (a planted name, or a clock gone wrong) and is never taken
+    as the newest."""
+    return day if day is not None else ctx.now.date()

@@ -128,6 +128,12 @@ def render(ctx, cat):
         lines.append("")
         lines.append("No archive or dump of %s found." % cat.host)
 
+    today = catalog.until(ctx)
+    for name in cat.future(today):
+        problems.append("%s: dated after today (%s): not packrat's own (planted?) or a clock gone "
+                        "wrong; restore and verify pass it over unless -d names its date"
+                        % (name, catalog.day_text(today)))
+
     # copies: only remote, only local, sizes that differ
     if remotes:
         for name in sorted(cat.files):

@@ -19,6 +19,7 @@ import argparse
 import textwrap
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 
@@ -144,7 +145,14 @@ def choose(ctx, cat, prefix, day, source):
                            % (prefix, ctx.backup_dir, " or on %s" % source if source else "", hint,
                               known))
     if day is None:
-        day = max(a.day for a in mine)
+        today = catalog.until(ctx)
+        current = [a for a in mine if a.day <= today]
+        if not current:
+            raise PackratError("every archive of %s is dated after today (%s), so none is taken as "
+                               "the newest: give -d DATE to restore one of them (%s)"
+                               % (prefix, catalog.day_text(today),
+                                  ", ".join(sorted(a.base for a in mine))))
+        day = max(a.day for a in current)
     incremental = ctx.settings["FS_INCREMENTAL"]
     chosen = catalog.pick(archives, prefix, day)
     if not chosen:
@@ -184,6 +192,8 @@ def restore_target(ctx, target, dest, day, source, host, files, force, work=None
         if not os.path.isdir(dest):
             os.makedirs(dest, mode=0o700)
         with catalog.dar_key(ctx.settings) as key:
+            for archive, place in zip(chosen, places):  # all of them, before anything is written
+                catalog.require_encrypted(os.path.join(place, archive.base), key, archive.base)
             for i, (archive, place) in enumerate(zip(chosen, places)):
                 log.verbose("%s restoring %s into %s" % (TAG, archive.base, dest))
                 args = ["-x", os.path.join(place, archive.base), "-R", dest, "-q"]
@@ -205,27 +215,84 @@ def restore_target(ctx, target, dest, day, source, host, files, force, work=None
 
 # -- databases -------------------------------------------------------------------
 
+# the first bytes of a decompressed dump's compressed form, by suffix
+MAGIC = {".bz2": b"BZh", ".zst": b"\x28\xb5\x2f\xfd"}
+
+
+def _magic(path):
+    for ext, magic in MAGIC.items():
+        if path.endswith(ext):
+            return magic
+    return None
+
+
+def _cipher_hint(cipher):
+    return "%s (the cipher is %s: --cipher or DB_CIPHER)" % (catalog.WRONG_KEY, cipher)
+
+
+def _check_key(decrypt, path, fd, cipher):
+    """Decrypt the start of ``path`` and check that it is what the suffix
+    says (bzip2's or zstd's magic): a wrong key or cipher gives random
+    bytes. Nothing is touched before this is known."""
+    magic = _magic(path)
+    if magic is None:
+        return
+    with tempfile.TemporaryFile() as head:
+        try:
+            # openssl may end with "error writing output file" when head
+            # has had enough: its status is not the answer, the bytes are
+            execute.pipeline([decrypt + ["-in", path], ["head", "-c", str(len(magic))]], head,
+                             pass_fds=[fd], ok_codes=[range(0, 256), (0,)])
+        except execute.CommandFailed as exc:
+            raise PackratError("%s: cannot decrypt it: %s; %s"
+                               % (os.path.basename(path), exc, _cipher_hint(cipher))) from None
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)  # the key's descriptor, read again by the real run
+        head.seek(0)
+        start = head.read()
+    if start != magic:
+        raise PackratError("%s: decrypting it gives no %s data: %s"
+                           % (os.path.basename(path), path.rsplit(".", 1)[-1],
+                              _cipher_hint(cipher)))
+
+
 @contextlib.contextmanager
 def decode_stages(settings, path, cipher=None):
     """(stages, pass_fds): the commands that turn a dump file back into SQL
     on stdout: ``openssl enc -d`` when the file is encrypted (the key on an
     inherited descriptor), then the decompressor of its suffix. The
-    commands are the dump module's own (pypackrat.dumps)."""
+    commands are the dump module's own (pypackrat.dumps).
+
+    With ENCRYPTION_KEY set, a dump that is not encrypted is refused (packrat
+    encrypts every dump with it, so a plain one was put there by someone
+    else), and the key is tried on the dump's start first: a wrong key or
+    cipher is named as such before anything is restored."""
     from pypackrat import dumps
     decompress = dumps.decompress_argv(path)
+    key = settings["ENCRYPTION_KEY"]
+    name = os.path.basename(path)
     if not dumps.is_encrypted(path):
+        if key:
+            raise PackratError("%s is not encrypted, but ENCRYPTION_KEY is set: refused (packrat "
+                               "encrypts every dump it makes with that key, so this one was put "
+                               "there by someone else). To restore it anyway, check its content "
+                               "and load it by hand" % name)
         yield [decompress + [path]], []
         return
-    key = settings["ENCRYPTION_KEY"]
     if not key:
-        raise PackratError("%s is encrypted, and ENCRYPTION_KEY is empty" % os.path.basename(path))
+        raise PackratError("%s is encrypted, and ENCRYPTION_KEY is empty" % name)
     log.add_secret(key)
+    cipher = cipher or settings["DB_CIPHER"]
     with execute.secret_fd(key) as fd:
-        decrypt = dumps.decrypt_argv(cipher or settings["DB_CIPHER"], "fd:%d" % fd)
+        decrypt = dumps.decrypt_argv(cipher, "fd:%d" % fd)
+        if not execute.dry_run():
+            _check_key(decrypt, path, fd, cipher)
         yield [decrypt + ["-in", path], decompress], [fd]
 
 
-def find_dump(cat, engine, database, day, source=None):
+def find_dump(cat, engine, database, day, source=None, until=None):
+    """The dump to restore: the newest on or before ``day`` (-d), or, with
+    no -d, the newest not dated after ``until`` (the run's date)."""
     from pypackrat import dumps
     part = dumps.file_part(database)
     mine = [d for d in cat.dumps() if d.engine == engine and d.db == part]
@@ -240,6 +307,14 @@ def find_dump(cat, engine, database, day, source=None):
                                % (engine, database, catalog.day_text(day),
                                   catalog.day_text(min(d.day for d in mine)), hint))
         mine = before
+    elif until is not None:
+        current = [d for d in mine if d.day <= until]
+        if not current:
+            raise PackratError("every %s dump of %s is dated after today (%s), so none is taken "
+                               "as the newest: give -d DATE to restore one of them (%s)"
+                               % (engine, database, catalog.day_text(until),
+                                  ", ".join(d.name for d in mine)))
+        mine = current
     return max(mine, key=lambda d: (d.day, d.name))
 
 
@@ -253,7 +328,7 @@ def restore_database(ctx, engine, database, day, source, host, into, force, ciph
     target = into or database
     with catalog.gather(ctx, host, [source] if source else [], sizes=False, strict=True) as cat, \
             work_dir(ctx, work) as tmp:
-        dump = find_dump(cat, engine, database, day, source)
+        dump = find_dump(cat, engine, database, day, source, catalog.until(ctx))
         if ctx.dry_run:
             log.info("[dry run] would restore %s into %s%s" % (
                 dump.name, "the server" if whole else "database %s" % target,
@@ -280,33 +355,169 @@ def _check_name(name):
         raise PackratError("%r is not a database name packrat can restore into" % name)
 
 
+def _descriptors(args=(), env=None):
+    """The descriptors that connection arguments or an environment refer to
+    as /dev/fd/N (secrets in memory files): they must be passed on."""
+    found = set()
+    for text in list(args) + list((env or {}).values()):
+        found.update(int(n) for n in re.findall(r"/dev/fd/(\d+)", str(text)))
+    return sorted(found)
+
+
+class _Overlay:
+    """Settings with some values replaced (the restore credentials)."""
+
+    def __init__(self, base, values):
+        self._base, self._values = base, values
+
+    def __getitem__(self, key):
+        return self._values[key] if key in self._values else self._base[key]
+
+    def get(self, key, default=None):
+        return self._values[key] if key in self._values else self._base.get(key, default)
+
+    def __contains__(self, key):
+        return key in self._values or key in self._base
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
+
+
+def restore_settings(settings):
+    """The settings a MySQL restore connects with: MYSQL_RESTORE_USER and
+    MYSQL_RESTORE_PASS when either is set (a user that may create databases,
+    where the backup user may only read), else MYSQL_USER and MYSQL_PASS.
+    MYSQL_RESTORE_USER takes MYSQL_RESTORE_PASS (empty: no password, or the
+    client's usual option files); MYSQL_RESTORE_PASS alone goes with
+    MYSQL_USER."""
+    user = settings.get("MYSQL_RESTORE_USER") or ""
+    password = settings.get("MYSQL_RESTORE_PASS") or ""
+    if not user and not password:
+        return settings
+    return _Overlay(settings, {"MYSQL_USER": user or settings["MYSQL_USER"],
+                               "MYSQL_PASS": password})
+
+
+def _mysql_client_options(client):
+    """Options that keep a dump from running client commands: --binary-mode
+    (no client command but \\C and DELIMITER is read from piped input), and
+    --sandbox where the client has it (MariaDB 10.5.25+, MySQL 8.0.40+: no
+    file system or shell access at all)."""
+    options = ["--binary-mode"]
+    try:
+        result = execute.run([client, "--no-defaults", "--help"], changes=False, quiet=True)
+        if result and re.search(r"^\s*--sandbox\b", result.out, re.M):
+            options.append("--sandbox")
+    except PackratError:
+        pass
+    return options
+
+
 def _mysql(ctx, stages, fds, target, whole, force):
     from pypackrat import dumps
     from pypackrat.modules import mysql
     client = dumps.program("mysql", "mariadb")
     admin = dumps.program("mysqladmin", "mariadb-admin")
-    with mysql.connection(ctx.settings) as conn:
+    options = _mysql_client_options(client)
+    with mysql.connection(restore_settings(ctx.settings)) as conn:
+        conn = list(conn)
+        fds = list(fds) + _descriptors(conn)
+        created = False
+        drop = [admin] + conn + ["-f", "drop", target]
         if not whole:
             _check_name(target)
             query = ("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s"
                      % _sql_literal(target))
-            found = execute.run([client] + conn + ["-N", "-B", "-e", query], changes=False)
-            _fresh_database(target, bool(found and found.out.strip()), force,
-                            [admin] + conn + ["-f", "drop", target], [admin] + conn + ["create", target])
-        load = [client] + conn + ([] if whole else [target])
-        _load(stages + [load], None, fds, "the server" if whole else "database %s" % target)
+            found = execute.run([client] + conn + ["-N", "-B", "-e", query], changes=False,
+                                pass_fds=fds)
+            created = _fresh_database(target, bool(found and found.out.strip()), force, drop,
+                                      [admin] + conn + ["create", target], pass_fds=fds)
+        # the connection options first: --defaults-file must lead
+        load = [client] + conn + options + ([] if whole else [target])
+        with _dropped_on_failure(target if created else None, drop, fds=fds):
+            _load(stages + [load], None, fds, "the server" if whole else "database %s" % target)
+        if whole:
+            # the dump rewrote the grant tables: make them count now
+            try:
+                execute.run([client] + conn + ["-e", "FLUSH PRIVILEGES"], pass_fds=fds)
+            except PackratError as exc:
+                log.warn("%s the restored users and grants take effect after FLUSH PRIVILEGES "
+                            "(or a server restart), which failed here: %s" % (TAG, exc))
+
+
+RESTRICTED = "backslash commands are restricted"
+RESTRICT_HELP = ("this psql cannot run in restricted mode (\\restrict, PostgreSQL 13.22, 14.19, "
+                 "15.14, 16.10, 17.6 or later), which packrat needs to restore a dump safely: "
+                 "restricted, a dump cannot run shell or psql commands. Update the PostgreSQL "
+                 "client")
+# what pg_dumpall writes between databases, in its exact forms: a database
+# name and nothing else (conninfo-quoted and psql-quoted), an encoding name
+_PG_ALLOWED = ("\\\\connect [A-Za-z0-9_]+"
+               "|\\\\connect -reuse-previous=on \"dbname='([^'\"\\\\]|\\\\[\\\\']|\"\")*'\""
+               "|\\\\encoding [A-Za-z0-9_-]+")
+
+
+def _restrict_key():
+    import secrets
+    return secrets.token_hex(24)
+
+
+def _psql_filter(key, whole):
+    """A sed stage between the dump and psql, which runs in restricted mode
+    (``\\restrict KEY``: no backslash command but ``\\unrestrict KEY``):
+
+    - it removes the dump's own ``\\restrict``/``\\unrestrict`` lines
+      (pg_dump 15.14+ writes them; psql is restricted already);
+    - for a pg_dumpall dump only, it lets through the commands that dump
+      needs between databases, ``\\connect`` to a database (a name and
+      nothing else) and ``\\encoding NAME``, by lifting the restriction
+      around each with our key, which the dump cannot know.
+
+    Every other backslash command (``\\!``, ``\\o``, ``\\copy``, ...) reaches
+    psql restricted, and fails."""
+    argv = ["env", "LC_ALL=C", "sed", "-E", "-e", "/^\\\\(un)?restrict [A-Za-z0-9]+$/d"]
+    if whole:
+        argv += ["-e", "s/^(%s)$/\\\\unrestrict %s\\n&\\n\\\\restrict %s/" % (_PG_ALLOWED, key, key)]
+    return argv
+
+
+def _psql_check_restrict(psql, env, fds):
+    key = _restrict_key()
+    try:
+        execute.run(psql + ["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", "\\restrict " + key,
+                            "-c", "\\unrestrict " + key], env=env, pass_fds=fds, changes=False,
+                    quiet=True)
+    except execute.CommandFailed as exc:
+        if "invalid command" in exc.stderr:
+            raise PackratError(RESTRICT_HELP) from None
+        raise
+
+
+def _refused(text):
+    return RESTRICTED in text or "\\unrestrict" in text
 
 
 def _postgresql(ctx, stages, fds, target, whole, force):
     from pypackrat.modules import postgresql
     with postgresql.connection(ctx.settings) as (env, conn):
+        conn = list(conn)
+        fds = list(fds) + _descriptors(conn, env)
         psql = ["psql", "-X", "-q"] + conn
+        _psql_check_restrict(psql, env, fds)
+        key = _restrict_key()
+        restricted = ["-c", "\\restrict " + key, "-f", "-"]
         if whole:
             # pg_dumpall output connects to each database itself; the roles
             # it creates may exist already (the one we connect as does)
-            load = psql + ["-d", "postgres"]
-            results = _load(stages + [load], env, fds, "the server")
-            errors = [l for l in results[-1].err.splitlines() if "ERROR:" in l]
+            load = psql + ["-d", "postgres"] + restricted
+            results = _load(stages + [_psql_filter(key, True), load], env, fds, "the server")
+            messages = results[-1].err.splitlines()
+            refused = [l for l in messages if _refused(l)]
+            if refused:
+                raise PackratError("the dump holds psql commands, which packrat does not run "
+                                   "(a planted or altered dump?); the server is partly restored: "
+                                   "%s" % " / ".join(refused[:3]))
+            errors = [l for l in messages if "ERROR:" in l]
             bad = [l for l in errors if not ("role" in l and "already exists" in l)]
             for line in errors:
                 log.verbose("%s psql: %s" % (TAG, line))
@@ -317,24 +528,57 @@ def _postgresql(ctx, stages, fds, target, whole, force):
         _check_name(target)
         found = execute.run(psql + ["-d", "postgres", "-A", "-t", "-v", "name=" + target],
                             env=env, stdin=b"SELECT 1 FROM pg_database WHERE datname = :'name';\n",
-                            changes=False)
-        _fresh_database(target, bool(found and found.out.strip()), force,
-                        ["dropdb"] + conn + [target], ["createdb"] + conn + [target], env)
-        load = psql + ["-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", target]
-        _load(stages + [load], env, fds, "database %s" % target)
+                            changes=False, pass_fds=fds)
+        drop = ["dropdb"] + conn + [target]
+        created = _fresh_database(target, bool(found and found.out.strip()), force,
+                                  drop, ["createdb"] + conn + [target], env, pass_fds=fds)
+        load = psql + ["-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", target] + restricted
+        with _dropped_on_failure(target if created else None, drop, env, fds):
+            try:
+                _load(stages + [_psql_filter(key, False), load], env, fds, "database %s" % target)
+            except PackratError as exc:
+                if _refused(str(exc)):
+                    raise PackratError("restore into database %s refused: the dump holds psql "
+                                       "commands, which packrat does not run (a planted or "
+                                       "altered dump?): %s" % (target, exc)) from None
+                raise
 
 
-def _fresh_database(target, exists, force, drop, create, env=None):
+def _fresh_database(target, exists, force, drop, create, env=None, pass_fds=()):
     """Make ``target`` an empty database: refuse an existing one unless
-    ``force``, which drops it first."""
+    ``force``, which drops it first. Returns whether it did not exist
+    before (so that a failed restore drops it again)."""
     if exists and not force:
         raise PackratError("database %s exists: restore beside it with --into NAME, or "
                            "replace it with --force" % target)
     if exists:
         log.verbose("%s dropping database %s" % (TAG, target))
-        execute.run(drop, env=env)
+        execute.run(drop, env=env, pass_fds=pass_fds)
     log.verbose("%s creating database %s" % (TAG, target))
-    execute.run(create, env=env)
+    execute.run(create, env=env, pass_fds=pass_fds)
+    return not exists
+
+
+@contextlib.contextmanager
+def _dropped_on_failure(target, drop, env=None, fds=()):
+    """Drop database ``target`` (one this restore created; None: none) when
+    the block fails: a failed restore leaves nothing it made behind. A
+    database that existed before is never dropped here."""
+    try:
+        yield
+    except BaseException as exc:
+        if target is None:
+            raise
+        log.verbose("%s dropping database %s, created for this restore" % (TAG, target))
+        try:
+            execute.run(drop, env=env, pass_fds=fds)
+        except Exception as again:
+            raise PackratError("%s; database %s, created for this restore, could not be dropped "
+                               "again: %s" % (exc, target, again)) from None
+        if isinstance(exc, PackratError):
+            raise PackratError("%s; database %s, created for this restore, was dropped again"
+                               % (exc, target)) from None
+        raise
 
 
 def _load(stages, env, fds, what):
@@ -342,5 +586,8 @@ def _load(stages, env, fds, what):
     try:
         return execute.pipeline(stages, os.devnull, env=env, pass_fds=fds)
     except execute.CommandFailed as exc:
-        raise PackratError("restore into %s failed (it may be partly restored): %s"
-                           % (what, exc)) from None
+        hint = ""
+        if os.path.basename(exc.argv[0]) == "openssl" and "bad decrypt" in exc.stderr:
+            hint = "; " + catalog.WRONG_KEY
+        raise PackratError("restore into %s failed (it may be partly restored): %s%s"
+                           % (what, exc, hint)) from None

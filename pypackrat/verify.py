@@ -155,6 +155,7 @@ class Verifier:
         log.verbose("%s testing %s (%d slice%s)" % (TAG, archive.base, len(archive.slices),
                                                     "s" if len(archive.slices) > 1 else ""))
         try:
+            catalog.require_encrypted(os.path.join(place, archive.base), key, archive.base)
             catalog.dar(["-t", os.path.join(place, archive.base), "-q"], key)
         except PackratError as exc:
             self.fail("%s (%s): %s" % (archive.base, ", ".join(archive.names()), exc))
@@ -267,21 +268,54 @@ class Verifier:
         except PackratError as exc:
             self.fail("%s: cannot list it: %s" % (archive.base, exc))
             return []
-        files, stack = [], []
-        for event, element in ET.iterparse(listing, events=("start", "end")):
-            if element.tag not in ("Directory", "File"):
-                continue
-            if event == "start":
-                stack.append(element.get("name"))
-                continue
-            if element.tag == "File":
-                attributes = element.find("Attributes")
-                if attributes is not None and attributes.get("data") in ("saved", "referenced"):
-                    files.append("/".join(stack))
-            stack.pop()
-            element.clear()
+        with open(listing, "rb") as fh:
+            # dar prints a warning about an encrypted archive on stdout
+            # before the XML: the listing starts at "<?xml"
+            skip = _xml_start(fh)
+            if skip is None:
+                self.fail("%s: dar -l -Txml gave no XML" % archive.base)
+                return []
+            fh.seek(skip)
+            try:
+                files = _xml_files(ET, fh)
+            except ET.ParseError as exc:
+                self.fail("%s: cannot read dar's listing of it: %s" % (archive.base, exc))
+                return []
         os.unlink(listing)
         return files
+
+
+def _xml_start(fh, marker=b"<?xml", block=1 << 16):
+    """The offset of the XML declaration in a file, or None."""
+    offset, tail = 0, b""
+    while True:
+        data = fh.read(block)
+        if not data:
+            return None
+        at = (tail + data).find(marker)
+        if at >= 0:
+            return offset - len(tail) + at
+        offset += len(data)
+        tail = (tail + data)[-(len(marker) - 1):]
+
+
+def _xml_files(ET, fh):
+    """Relative paths of the saved or referenced plain files in dar's XML
+    listing, read from ``fh``."""
+    files, stack = [], []
+    for event, element in ET.iterparse(fh, events=("start", "end")):
+        if element.tag not in ("Directory", "File"):
+            continue
+        if event == "start":
+            stack.append(element.get("name"))
+            continue
+        if element.tag == "File":
+            attributes = element.find("Attributes")
+            if attributes is not None and attributes.get("data") in ("saved", "referenced"):
+                files.append("/".join(stack))
+        stack.pop()
+        element.clear()
+    return files
 
 
 def main(ctx, args):
@@ -310,10 +344,17 @@ def main(ctx, args):
 
 def run(ctx, cat, v, day, a):
     if day is None:
-        day = cat.newest_day(catalog.LOCAL) or cat.newest_day()
+        # the newest run, never one dated after the run's date (a planted
+        # name, or a clock gone wrong): -d names such a date if wanted
+        today = catalog.until(ctx)
+        day = cat.newest_day(catalog.LOCAL, today) or cat.newest_day(until=today)
+        later = cat.future(today)
+        if later:
+            v.notes.append("dated after today (%s), not verified without -d: %s"
+                           % (catalog.day_text(today), ", ".join(later)))
         if day is None:
-            raise PackratError("nothing to verify: no archive or dump of %s in %s%s"
-                               % (cat.host, ctx.backup_dir,
+            raise PackratError("nothing to verify: no archive or dump of %s dated up to %s in %s%s"
+                               % (cat.host, catalog.day_text(today), ctx.backup_dir,
                                   " nor on " + ", ".join(cat.remotes) if cat.remotes else ""))
     v.day = day
     log.verbose("%s the run of %s" % (TAG, catalog.day_text(day)))

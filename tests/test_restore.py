@@ -118,7 +118,8 @@ def test_wrong_key_and_missing_master(penv, encrypted_week, tmp_path):
     src, snaps = encrypted_week
     penv.settings["ENCRYPTION_KEY"] = "wrong"
     proc = penv.run("restore", src, tmp_path / "w", check=1)
-    assert proc.stderr.startswith("packrat restore: dar exited with status")
+    assert "packrat restore: dar exited with status" in proc.stderr
+    assert "ENCRYPTION_KEY or cipher?" in proc.stderr
     penv.settings["ENCRYPTION_KEY"] = KEY
     for name in names(penv.backup_dir):
         if ".master." in name:
@@ -322,7 +323,11 @@ def test_original_dump_command_lines_restore(penv, mariadb_server, tmp_path):
         subprocess.run(["bash", "-o", "pipefail", "-c", base + encrypt + ' > "$1"', "bash", str(out)],
                        env=env, check=True)
     db_settings(penv, "mysql", server, [db], ENCRYPTION_KEY=KEY, DB_CIPHER="blowfish")
-    for day in (DAY1, DAY2):
+    # with ENCRYPTION_KEY set, the plain dump of DAY1 is refused; without, restored
+    proc = penv.run("restore", "-d", DAY1, "mysql", db, "--into", "%s_%s" % (db, DAY1), check=1)
+    assert "is not encrypted, but ENCRYPTION_KEY is set: refused" in proc.stderr
+    for day, key in ((DAY1, ""), (DAY2, KEY)):
+        penv.settings["ENCRYPTION_KEY"] = key
         penv.run("restore", "-d", day, "mysql", db, "--into", "%s_%s" % (db, day), check=0)
         assert server.contents("%s_%s" % (db, day)) == want
 
