@@ -297,6 +297,10 @@ class Remote(BaseRemote):
         return names[words[1].upper()], words[3].lower()
 
     def list(self):
+        """The plain files of the directory: by MLSD's type facts, or, on a
+        server without MLSD (vsftpd), by parsing LIST (Unix, else DOS style):
+        directories and links are never archives, so a directory named like
+        one is not in the listing."""
         import ftplib
         session = self._conn()
         if self._mlsd is not False:
@@ -307,12 +311,14 @@ class Remote(BaseRemote):
                 return sorted(names)
             except ftplib.error_perm:  # 500/502: no MLSD here
                 self._mlsd = False
+        lines = []
         try:
-            return sorted(os.path.basename(n) for n in session.nlst())
+            session.retrlines("LIST", lines.append)
         except ftplib.error_perm as exc:  # some servers answer 550 for an empty directory
             if str(exc).startswith("550"):
                 return []
             raise
+        return sorted(_plain_files(lines, self.describe()))
 
     def delete(self, remote_name):
         import ftplib
@@ -323,3 +329,32 @@ class Remote(BaseRemote):
                 log.verbose("%s: %s was already gone" % (self.describe(), remote_name))
                 return
             raise
+
+
+def _plain_files(lines, where):
+    """The names of the regular files in LIST output (ftputil's parsers);
+    a line neither parser reads is left out, with a verbose note."""
+    import stat
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ftputil.error
+        import ftputil.stat
+    parsers = (ftputil.stat.UnixParser(), ftputil.stat.MSParser())
+    for line in lines:
+        if parsers[0].ignores_line(line):
+            continue
+        for parser in parsers:
+            try:
+                result = parser.parse_line(line)
+            except (ftputil.error.ParserError, ValueError, IndexError):
+                continue
+            name = getattr(result, "_st_name", "")
+            target = getattr(result, "_st_target", None)
+            if target is not None:  # the parser splits " -> " off any name, not just a link's
+                name = "%s -> %s" % (name, target)
+            if stat.S_ISREG(result.st_mode or 0) and name:
+                yield os.path.basename(name)
+            break
+        else:
+            log.verbose("%s: a LIST line packrat does not read, left out: %r" % (where, line))
