@@ -253,9 +253,9 @@ def download(remote, remote_name, local_path):
     tmp = os.path.join(private, name)
 
     def attempt():
+        os.close(create_private(tmp))
         remote.get(remote_name, tmp)
         if remote.size(remote_name) != os.path.getsize(tmp):
-        os.close(create_private(tmp))
             raise VerifyError("%s: download of %s is incomplete" % (remote.describe(), remote_name))
         os.replace(tmp, local_path)
 
