@@ -108,7 +108,10 @@ def create_private(path):
     except FileExistsError:
         os.unlink(path)  # removes a link itself, not its target
         fd = os.open(path, flags, 0o600)
-    os.fchmod(fd, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask; created 0600 already
+    except OSError:  # a share whose modes are fixed by its mount options
+        pass
     return fd
 
 

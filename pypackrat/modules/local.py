@@ -79,8 +79,14 @@ class Remote(BaseRemote):
         fd = create_private(dest)
         with os.fdopen(fd, "wb") as dst:
             self._copy(local_path, dst, progress)
-            identity = _identity(os.fstat(dst.fileno()))
-        self._written[remote_name] = identity
+            written = os.fstat(dst.fileno())
+        # what the path shows once the file is closed (a NAS may set its
+        # mtime at the close), taken only if it is still the file written
+        st = os.lstat(dest)
+        if not stat.S_ISREG(st.st_mode) or _identity(st)[:3] != _identity(written)[:3]:
+            raise PackratError("%s: %s was replaced by someone else while packrat wrote it"
+                               % (self.describe(), dest))
+        self._written[remote_name] = _identity(st)
 
     def get(self, remote_name, local_path, progress=None):
         fd = create_private(local_path)
