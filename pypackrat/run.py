@@ -79,7 +79,7 @@ def lock(path):
         else:
             if st.st_uid not in (0, uid):
                 raise _refuse(directory, "(the lock's directory) is owned by %s, not by %s"
-                              % (_owner_name(st.st_uid), "root" if uid == 0 else _owner_name(uid)))
+                              % (_owner_name(st.st_uid), _invoker()))
             if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
                 raise _refuse(directory, "(the lock's directory) is writable by other users "
                               "(mode %04o)" % stat.S_IMODE(st.st_mode))
@@ -92,7 +92,7 @@ def lock(path):
             raise _refuse(path, "is not a plain file")
         if st.st_uid != uid:
             raise _refuse(path, "is owned by %s, not by %s: another user may have planted it"
-                          % (_owner_name(st.st_uid), "root" if uid == 0 else _owner_name(uid)))
+                          % (_owner_name(st.st_uid), _invoker()))
         if st.st_nlink != 1:
             raise _refuse(path, "has %d hard links (another name may lead to a file of root's)"
                           % st.st_nlink)
@@ -125,8 +125,17 @@ def _open_lock_file(path, base, dfd):
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise _refuse(path, "is a symbolic link: another user may have planted it")
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                st = os.stat(base, dir_fd=dfd, follow_symlinks=False)
+                raise _refuse(path, "is owned by %s, not by %s, and cannot be opened"
+                              % (_owner_name(st.st_uid), _invoker()))
             raise
     raise _refuse(path, "keeps disappearing and reappearing")
+
+
+def _invoker():
+    uid = os.geteuid()
+    return "root" if uid == 0 else _owner_name(uid)
 
 
 # -- purge ------------------------------------------------------------------
