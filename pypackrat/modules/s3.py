@@ -117,6 +117,44 @@ def check(settings):
     return problems
 
 
+def multipart_etag(path, part):
+    """The ETag S3 gives an object uploaded in parts of ``part`` bytes: the
+    MD5 of the concatenated binary MD5s of the parts, then ``-N``."""
+    import hashlib
+    digests = []
+    with open(path, "rb") as fh:
+        while True:
+            h = hashlib.md5()
+            left = part
+            while left:
+                block = fh.read(min(left, MiB))
+                if not block:
+                    break
+                h.update(block)
+                left -= len(block)
+            if left == part:
+                break
+            digests.append(h.digest())
+            if left:
+                break
+    return "%s-%d" % (hashlib.md5(b"".join(digests)).hexdigest(), len(digests))
+
+
+class MultipartETag(str):
+    """The "algorithm" of a multipart object's checksum: a name for
+    messages, and ``file_digest(path)``, the ETag of the local file cut in
+    the same parts (transfer.file_digest calls it)."""
+
+    def __new__(cls, part):
+        name = "S3 multipart ETag, %s-byte parts" % part
+        obj = str.__new__(cls, name)
+        obj.part = part
+        return obj
+
+    def file_digest(self, path):
+        return multipart_etag(path, self.part)
+
+
 class Remote(BaseRemote):
     name = "s3"
     atomic_put = True
@@ -250,7 +288,11 @@ class Remote(BaseRemote):
         return None if head is None else int(head["ContentLength"])
 
     def checksum(self, remote_name):
-        """The MD5 where the ETag is one: a single-part upload, not KMS."""
+        """What the ETag tells, where it is a digest of the data (not with
+        KMS or customer keys): a single-part upload's MD5, or a multipart
+        upload's MD5 of its parts' MD5s with ``-N`` (a MultipartETag, which
+        computes the same over the local file, in parts of the size of the
+        object's first part)."""
         head = self._head(remote_name)
         if head is None:
             return None
@@ -259,7 +301,30 @@ class Remote(BaseRemote):
             return None
         if re.fullmatch(r"[0-9a-f]{32}", etag):
             return "md5", etag
-        return None  # multipart: S3 checked each part's checksum on upload
+        multipart = re.fullmatch(r"[0-9a-f]{32}-([0-9]{1,5})", etag)
+        if multipart:
+            part = self._part_size(remote_name, int(head["ContentLength"]), int(multipart.group(1)))
+            if part:
+                return MultipartETag(part), etag
+        return None
+
+    def _part_size(self, remote_name, size, parts):
+        """The part size of a multipart object: the size of its first part
+        (HeadObject with PartNumber=1), else the first of the usual sizes
+        that gives ``parts`` parts; None when none does."""
+        import botocore.exceptions as be
+        try:
+            first = self._conn().head_object(Bucket=self.bucket, Key=self._key(remote_name),
+                                             PartNumber=1)
+            part = int(first["ContentLength"])
+            if parts == 1 or (part and math.ceil(size / part) == parts):
+                return part
+        except (be.ClientError, KeyError, ValueError):
+            pass
+        for part in (part_size(size), MIN_PART, 5 * MiB, 15 * MiB, 16 * MiB, 64 * MiB):
+            if math.ceil(size / part) == parts:
+                return part
+        return None
 
     def list(self):
         pages = self._conn().get_paginator("list_objects_v2").paginate(
