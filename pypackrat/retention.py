@@ -88,10 +88,11 @@ def parse_dar(name):
     m = _DAR.match(name)
     if not m:
         return None
-    day = _day(m.group("date"))
+    prefix, date, master, slice_no = m.groups()
+    day = _day(date)
     if day is None:
         return None
-    return DarName(name, m.group("prefix"), day, bool(m.group("master")), int(m.group("slice")))
+    return DarName(name, prefix, day, bool(master), int(slice_no))
 
 
 def master_of(incremental, masters):
@@ -216,12 +217,15 @@ class Owner:
         self.starts = tuple("%s-%s-" % (host, m) for m in self.modules)
         self.patterns = tuple(patterns)
         self.any_host = any_host
+        self.mine = tuple(self.dar_prefixes) + (host + "-",)
 
     def __call__(self, name):
         if not name or name.startswith("."):
             return False
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns):
             return True
+        if not self.any_host and not name.startswith(self.mine):
+            return False  # the quick answer for most of a shared remote's names
         parsed = parse_dar(name)
         if parsed is not None:
             if self.any_host or parsed.prefix in self.dar_prefixes:
