@@ -189,11 +189,11 @@ def restore_target(ctx, target, dest, day, source, host, files, force, work=None
                     if fetch else ""))
             return 0
         places = [catalog.fetch(cat, a.names(), source, tmp) for a in chosen]
-        if not os.path.isdir(dest):
-            os.makedirs(dest, mode=0o700)
         with catalog.dar_key(ctx.settings) as key:
             for archive, place in zip(chosen, places):  # all of them, before anything is written
                 catalog.require_encrypted(os.path.join(place, archive.base), key, archive.base)
+            if not os.path.isdir(dest):
+                os.makedirs(dest, mode=0o700)
             for i, (archive, place) in enumerate(zip(chosen, places)):
                 log.verbose("%s restoring %s into %s" % (TAG, archive.base, dest))
                 args = ["-x", os.path.join(place, archive.base), "-R", dest, "-q"]
