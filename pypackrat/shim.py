@@ -213,17 +213,17 @@ _LONG_LINE = 64 * 1024  # a line longer than this is written in pieces
 
 
 def _safe_cut(data, point):
-    """``point`` moved back so that no secret starts before it and ends
-    after it: each piece written is masked whole."""
+    """``point`` moved back so that no secret (nor the start of one whose
+    rest is still to come) begins before it and goes on after it: each
+    piece written is masked whole."""
     moved = True
     while moved and point > 0:
         moved = False
         for secret in log.secret_bytes():
-            if len(secret) < 2:
-                continue
-            i = data.find(secret, max(0, point - len(secret) + 1), point + len(secret) - 1)
-            if i != -1 and i < point:
-                point, moved = i, True
+            for i in range(max(0, point - len(secret) + 1), point):
+                if secret.startswith(data[i:i + len(secret)]):
+                    point, moved = i, True
+                    break
     return point
 
 
