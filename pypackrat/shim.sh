@@ -44,8 +44,10 @@ if [ "$__packrat_action" = list ]; then
     exec {__packrat_listing}>&1 1>&2
 fi
 
+# builtin: a printf function of the config or of a module file does not
+# silence the channel
 __packrat_send() {
-    printf '%s\0%s\0' "$1" "$2" >>"$__packrat_channel"
+    \builtin printf '%s\0%s\0' "$1" "$2" >>"$__packrat_channel"
 }
 
 # -- the original's functions -------------------------------------------------
@@ -71,14 +73,14 @@ die() {
 # original); backslash escapes such as \n are interpreted, as echo -e did.
 # The module goes on.
 email() {
-    __packrat_send email "$(printf '%b' "$*")"
+    __packrat_send email "$(\builtin printf '%b' "$*")"
     return 0
 }
 
 # diemail MSG: as the original, mail MSG then die; packrat sends the one
 # failure mail (MSG, then the "backup process was aborted" warning).
 diemail() {
-    __packrat_send die "$(printf '%b' "$*")"
+    __packrat_send die "$(\builtin printf '%b' "$*")"
     exit 1
 }
 
@@ -104,7 +106,7 @@ case "$__packrat_action" in
     purge) __packrat_function=purge_$__packrat_name ;;
     *)     echo "shim.sh: unknown action $__packrat_action" >&2; exit 2 ;;
 esac
-if ! declare -F "$__packrat_function" >/dev/null; then
+if ! \builtin declare -F "$__packrat_function" >/dev/null; then
     __packrat_send nofunc "$__packrat_function"
     exit 2
 fi

@@ -163,3 +163,23 @@ def test_a_secret_split_across_reads_or_pieces_is_masked(monkeypatch, chunks):
         assert stream.buffer.getvalue() == b"x" * 20 + b"**** and more\nnext"
     finally:
         log.reset()
+
+
+def test_printf_function_of_the_config_does_not_silence_the_channel(penv, tmp_path):
+    """A config or module file defining printf (or declare) still gets its
+    NEW_BACKUPS uploaded and its die message reported."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    (penv.module_path / "notes.sh").write_text(
+        'mod_notes() {\n    f="$BACKUP_DIR/$HOSTNAME-notes-$TODAY.txt"\n    echo made > "$f"\n'
+        '    NEW_BACKUPS="$NEW_BACKUPS $f"\n}\n'
+        'mod_sad() {\n    diemail "sad module: first\\nsecond"\n}\n')
+    penv.extra = "printf() { :; }\ndeclare() { :; }\n"
+    penv.write(BACKUP_MODULES=["notes"], UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas))
+    proc = penv.run(date=DATE)
+    assert proc.returncode == 0, proc.stderr
+    assert os.listdir(nas) == ["testhost-notes-%s.txt" % DATE]
+    penv.write(BACKUP_MODULES=["sad"], UPLOAD_MODULES=[])
+    proc = penv.run(date=DATE)
+    assert proc.returncode == 1
+    assert "sad module: first\nsecond" in proc.stderr
