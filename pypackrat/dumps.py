@@ -271,9 +271,28 @@ def _dump(ctx, database, engine, dump_argv, env, pass_fds):
             # 0600 from the start: a dump holds every row and password hash
             out = _create(tmp)
             with open(out, "wb") as fh:
-                execute.pipeline(stages, fh, env=env, pass_fds=fds)
+                try:
+                    execute.pipeline(stages, fh, env=env, pass_fds=fds)
+                except PackratError as exc:
+                    full = _full(ctx.backup_dir)  # asked before the partial file goes
+                    if full:
+                        raise PackratError("%s; %s" % (exc, full)) from None
+                    raise
                 os.fsync(fh.fileno())  # on disk before it gets its final name
     return final
+
+
+def _full(directory):
+    """"BACKUP_DIR ... is full" when its file system has no space (or no
+    inode) left for packrat's user: the cause behind a writer's "error
+    writing output file" (openssl) or any stage's broken pipe."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    if st.f_bavail * st.f_frsize < 64 * 1024 or (st.f_files and st.f_favail == 0):
+        return "the file system of BACKUP_DIR %s is full" % directory
+    return None
 
 
 def run_jobs(jobs):

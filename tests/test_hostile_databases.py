@@ -260,8 +260,12 @@ def test_a_database_named_all_fails_loudly_and_the_others_are_dumped(penv, engin
 # -- the password goes to the configured server only ----------------------------------
 
 class Settings(dict):
+    """The settings a module reads, and where they came from (pypackrat.config.Settings' API)."""
     origin = {}
     path = "/etc/packrat/packrat.conf"
+
+    def where(self, name, role=None):
+        return self.path
 
 
 def test_pgpass_is_bound_to_the_configured_host_and_port(postgres_tenanted, fake):
