@@ -315,9 +315,12 @@ def _evaluate(argv, env, timeout):
     import subprocess
     import time
     preexec = getattr(execute, "_die_with_parent", None)
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, start_new_session=True,
-                            close_fds=True, preexec_fn=preexec() if preexec else None)
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, start_new_session=True,
+                                close_fds=True, preexec_fn=preexec() if preexec else None)
+    except OSError as exc:
+        raise ConfigError(["%s: cannot start %s to read it: %s" % (argv[2], argv[0], exc.strerror)])
     outputs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
     sel = selectors.DefaultSelector()
     for pipe in outputs:
@@ -737,9 +740,21 @@ def _typos(merged, types, origin):
     return lines
 
 
+def _looks_secret(name):
+    """A secret's name, or an unknown name close to one (MYSQL_PSS): its value
+    is hidden all the same."""
+    import difflib
+    if is_secret(name) or is_secret(name.upper()):
+        return True
+    if name.upper() in _spec_types():
+        return False
+    close = difflib.get_close_matches(name.upper(), list(_spec_types()), n=1, cutoff=0.85)
+    return bool(close) and is_secret(close[0])
+
+
 def _register_secrets(merged):
     for name, value in merged.items():
-        if is_secret(name):
+        if _looks_secret(name):
             for item in (value if isinstance(value, list) else [value]):
                 if item:
                     log.add_secret(item)
@@ -836,7 +851,7 @@ def effective(settings):
     lines = []
     for name in sorted(settings.values):
         value = settings.values[name]
-        if is_secret(name) and value:
+        if value and _looks_secret(name):
             shown = "****"
         elif isinstance(value, list):
             shown = "(" + " ".join(repr(v) for v in value) + ")"

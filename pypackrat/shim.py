@@ -51,7 +51,9 @@ def module_files(settings):
             problems += config.untrusted(path, "packrat sources it as root (a Bash module of MODULE_PATH)")
         files += found
     if problems:
-        raise ConfigError(problems)
+        error = ConfigError(problems)
+        error.settings = settings  # ADMIN_EMAIL and SMTP, to mail the refusal of a nightly run
+        raise error
     return files
 
 
@@ -265,9 +267,12 @@ def _stream(argv, capture=False):
     preexec = getattr(execute, "_die_with_parent", None)
     sys.stdout.flush()
     sys.stderr.flush()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, process_group=0, close_fds=True,
-                            preexec_fn=preexec() if preexec else None)
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, process_group=0, close_fds=True,
+                                preexec_fn=preexec() if preexec else None)
+    except OSError as exc:
+        raise PackratError("cannot start %s: %s" % (argv[0], exc.strerror))
     sinks = {proc.stdout: _Masked(sys.stdout, capture), proc.stderr: _Masked(sys.stderr)}
     sel = selectors.DefaultSelector()
     try:

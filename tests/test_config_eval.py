@@ -236,8 +236,7 @@ def test_ten_thousand_variables_in_one_pass(penv):
 # -- bytes that are not UTF-8 -------------------------------------------------------------
 
 def test_values_that_are_not_utf8_are_carried_and_masked(penv, tmp_path):
-    odd = tmp_path / "d\xe9j\xe0"  # a directory whose name is Latin-1, not UTF-8
-    os.mkdir(os.fsencode(str(tmp_path)) + b"/d\xe9j\xe0")
+    os.mkdir(os.fsencode(str(tmp_path)) + b"/d\xe9j\xe0")  # a name in Latin-1, not UTF-8
     penv.extra = "LOCAL_DIR=$'%s/d\\xe9j\\xe0'\nMYSQL_PASS=$'pw\\xfe-very-secret'\n" % tmp_path
     penv.write()
     for args in (["check"], ["-n"]):
@@ -249,7 +248,6 @@ def test_values_that_are_not_utf8_are_carried_and_masked(penv, tmp_path):
         assert proc.returncode == 0, out
     assert b"MYSQL_PASS=****" in subprocess.run([PACKRAT, "-c", str(penv.config_path), "check"],
                                                 capture_output=True).stdout
-    del odd
 
 
 # -- a broken config is never a weaker backup, nor a leak ------------------------------

@@ -70,6 +70,8 @@ def test_module_owned_by_another_user_is_refused(open_env):
     refused(proc, planted)
     assert "owned by nobody" in proc.stderr
     assert not env.mark.exists()
+    # a nightly run refused: the admin hears of it
+    assert len(env.mails()) == 1 and "%s: refusing" % planted in env.smtp.bodies()[0]
 
 
 def test_module_path_directory_writable_by_others_is_refused(open_env):
