@@ -118,7 +118,12 @@ def _dump_key(name):
 
 
 def newest_chain(group, today):
-    """The archives (base names) that restore one prefix's newest state as of
+    """The archives (base names) that restore one prefix's newest state."""
+    return {p.archive for p in group if (p.day, p.master) in _newest_chain(group, today)}
+
+
+def _newest_chain(group, today):
+    """The archives ((day, master) of each) that restore one prefix's newest state as of
     ``today``, from its parsed slices ``group``: the newest master that has a
     first slice and the newest incremental dated from that master's day, or
     the newest full archive where there is no master (as
@@ -132,12 +137,18 @@ def newest_chain(group, today):
         if (not p.master and p.slice == 1 and p.day <= today
                 and (master is None or p.day >= master.day) and (best is None or p.day > best.day)):
             best = p
-    return {p.archive for p in (master, best) if p is not None}
+    return {(p.day, p.master) for p in (master, best) if p is not None}
 
 
-def plan(names, days, now, keep_chains=True, keep_newest=True):
-    """The names to delete, of ``names`` (base names in one place)."""
+_UNKNOWN = object()
+
+
+def plan(names, days, now, keep_chains=True, keep_newest=True, parsed=None):
+    """The names to delete, of ``names`` (base names in one place).
+    ``parsed``: parse_dar's answers already known ({name: DarName or None},
+    as Owner.filter leaves them), so that no name is parsed twice."""
     today = now.date()
+    known = parsed if parsed is not None else {}
     ages = {}
 
     def old_day(day):
@@ -149,11 +160,13 @@ def plan(names, days, now, keep_chains=True, keep_newest=True):
     dars = {}       # prefix -> [DarName]
     newest = {}     # series key -> (day, [names])
     for name in names:
-        parsed = parse_dar(name)
-        if parsed is not None:
-            if old_day(parsed.day):
+        dar = known.get(name, _UNKNOWN)
+        if dar is _UNKNOWN:
+            dar = parse_dar(name)
+        if dar is not None:
+            if old_day(dar.day):
                 old.add(name)
-            dars.setdefault(parsed.prefix, []).append(parsed)
+            dars.setdefault(dar.prefix, []).append(dar)
             continue
         found = _last_date(name)
         if found is None:
@@ -186,8 +199,8 @@ def plan(names, days, now, keep_chains=True, keep_newest=True):
                             needed.add(master_days[i])
             keep.update(p.name for p in group if p.master and p.day in needed)
         if keep_newest:
-            chain = newest_chain(group, today)
-            keep.update(p.name for p in group if p.archive in chain)
+            chain = _newest_chain(group, today)
+            keep.update(p.name for p in group if (p.day, p.master) in chain)
     for _, kept in newest.values():
         keep.update(kept)
     return sorted(old - keep)
@@ -218,15 +231,16 @@ class Owner:
         self.patterns = tuple(patterns)
         self.any_host = any_host
         self.mine = tuple(self.dar_prefixes) + (host + "-",)
+        self.parsed = {}  # parse_dar's answers, for plan(parsed=...)
 
     def __call__(self, name):
         if not name or name.startswith("."):
             return False
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns):
+        if self.patterns and any(fnmatch.fnmatchcase(name, pattern) for pattern in self.patterns):
             return True
         if not self.any_host and not name.startswith(self.mine):
             return False  # the quick answer for most of a shared remote's names
-        parsed = parse_dar(name)
+        parsed = self.parsed[name] = parse_dar(name)
         if parsed is not None:
             if self.any_host or parsed.prefix in self.dar_prefixes:
                 return True
@@ -239,4 +253,7 @@ class Owner:
         return name.startswith(self.starts)
 
     def filter(self, names):
+        """The names that are this host's; their parse_dar answers stay in
+        ``self.parsed`` for plan()."""
+        self.parsed = {}
         return [n for n in names if self(n)]

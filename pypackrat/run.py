@@ -196,7 +196,8 @@ def purge_local(ctx, days):
     top_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for fd, directory, names in _local_places(top_fd, top, ctx.settings["PURGE_LOCAL_RECURSIVE"]):
-            for name in retention.plan(mine.filter(names), days, ctx.now, keep_chains):
+            own = mine.filter(names)
+            for name in retention.plan(own, days, ctx.now, keep_chains, parsed=mine.parsed):
                 path = os.path.join(directory, name)
                 if ctx.dry_run:
                     log.info("[dry run] would delete %s" % path)
@@ -208,11 +209,12 @@ def purge_local(ctx, days):
         os.close(top_fd)
 
 
-def remote_candidates(ctx, names):
+def remote_candidates(ctx, names, mine=None):
     """The names of a remote listing that a purge may consider: plain file
     names that are this host's archives (``owner()``; of any host with
     PURGE_REMOTE_ALL_HOSTS)."""
-    mine = owner(ctx, remote=True)
+    mine = mine or owner(ctx, remote=True)
+    mine.parsed = {}
     out = []
     for name in names:
         if not transfer.safe_name(name):
@@ -245,8 +247,10 @@ def purge_remote(ctx, name, days):
     resolved = modules.resolve(ctx.settings, name, "upload")
     with connected(ctx, resolved) as remote:
         log.verbose("Purging remote archives older than %d days on %s" % (days, remote.describe()))
-        names = remote_candidates(ctx, transfer.listing(remote))
-        victims = retention.plan(names, days, ctx.now, ctx.settings["PURGE_KEEP_CHAINS"])
+        mine = owner(ctx, remote=True)
+        names = remote_candidates(ctx, transfer.listing(remote), mine)
+        victims = retention.plan(names, days, ctx.now, ctx.settings["PURGE_KEEP_CHAINS"],
+                                 parsed=mine.parsed)
         for victim in victims:
             log.verbose("Deleting %s from %s" % (victim, remote.describe()))
         transfer.delete_many(remote, victims)  # one connection, batched where the transport can
