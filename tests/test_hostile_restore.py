@@ -223,3 +223,27 @@ def test_planted_plain_archive_is_refused(penv, blowfish_week, tmp_path):
     penv.run("restore", "-d", WEEK[2], src, dest, check=0)
     from tests.archives import snapshot
     assert snapshot(str(dest)) == snaps[WEEK[2]]
+
+
+def test_a_psql_without_restricted_mode_is_refused(penv, postgres_server, tmp_path):
+    """A psql older than \\restrict (emulated: it answers as such a psql
+    does) cannot keep a dump from running commands: packrat refuses to
+    restore with it, with one clear line, before it creates anything."""
+    server = postgres_server
+    db = server.new_database("old")
+    settings_for(penv, "postgresql", server, [db])
+    penv.run(date=DAY, check=0)
+    bin_dir = tmp_path / "oldbin"
+    bin_dir.mkdir()
+    real = shutil.which("psql")
+    (bin_dir / "psql").write_text(
+        "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in '\\restrict '*|'\\unrestrict '*)\n"
+        "  echo \"psql: invalid command ${a%% *}\" >&2; exit 1;; esac; done\n"
+        "exec %s \"$@\"\n" % real)
+    os.chmod(bin_dir / "psql", 0o755)
+    before = sorted(server.databases())
+    proc = penv.run("restore", "postgresql", db, "--into", db + "_x", check=1,
+                    env={"PATH": "%s:%s" % (bin_dir, os.environ["PATH"])})
+    assert "this psql cannot run in restricted mode (\\restrict" in proc.stderr
+    assert "Update the PostgreSQL client" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(server.databases()) == before
