@@ -14,6 +14,23 @@ descriptor.
 
 Archives missing from BACKUP_DIR are fetched from an upload module's remote
 with ``--from MODULE`` into a temporary directory, removed afterwards.
+
+What comes back is not trusted more than what is local (a remote, a share,
+BACKUP_DIR itself may hold files planted by someone else):
+
+- without -d, a file dated after the run's date is never the newest;
+- with ENCRYPTION_KEY set, a plain dump or archive is refused by name
+  (packrat encrypts all it makes), and the key is tried first: a wrong key
+  or cipher is named before anything is touched;
+- a dump cannot run client commands: psql runs in restricted mode
+  (``\restrict`` with a random key; a psql without it is refused), mysql
+  with ``--binary-mode`` and ``--sandbox`` where it has it;
+- a database created for a restore that fails is dropped again; one that
+  existed before is never dropped by a failure.
+
+MySQL restores connect as MYSQL_RESTORE_USER / MYSQL_RESTORE_PASS when set
+(a backup user may only read); after a whole-server MySQL restore, FLUSH
+PRIVILEGES makes its grants count.
 """
 import argparse
 import textwrap
@@ -505,6 +522,7 @@ def _postgresql(ctx, stages, fds, target, whole, force):
         psql = ["psql", "-X", "-q"] + conn
         _psql_check_restrict(psql, env, fds)
         key = _restrict_key()
+        log.add_secret(key)  # not shown in -v output: the dump never sees it
         restricted = ["-c", "\\restrict " + key, "-f", "-"]
         if whole:
             # pg_dumpall output connects to each database itself; the roles

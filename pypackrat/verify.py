@@ -13,6 +13,13 @@
   file that has not changed since the backup is a failure; files changed or
   deleted since are reported.
 
+Without -d, the newest run is the newest dated up to the run's date: files
+dated later (planted names, a clock gone wrong) are noted, verified only
+when -d names their date. With ENCRYPTION_KEY set, a plain archive or dump
+is a failure (packrat encrypts all it makes); a wrong key or cipher is
+named as such. An S3 object uploaded in parts is compared by its ETag,
+computed over the local file in the same parts.
+
 A file of the run that is no longer in BACKUP_DIR is fetched from a remote
 that has it and tested there. Any failure: the names of the bad files on
 stderr, the failure mail to ADMIN_EMAIL (as a nightly run sends it), exit 1.

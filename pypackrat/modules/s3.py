@@ -7,8 +7,10 @@ AWS chain (environment, ~/.aws, instance role). An object appears whole or
 not at all, so there is no temporary name (``atomic_put``). Large files go
 up in parts (boto3's TransferConfig), with a part size that keeps any file
 under S3's 10,000 parts. Listings are paginated; a purge deletes 1,000 keys
-a request. The size of every upload is checked, and its MD5 where S3's ETag
-is one (a single-part upload without KMS).
+a request. The size of every upload is checked, and its ETag where it is a
+digest of the data (not with KMS): a single-part object's MD5, or a
+multipart object's MD5 of its parts' MD5s, computed over the local file in
+parts of the object's own part size.
 """
 import math
 import os
