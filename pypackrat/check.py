@@ -2,7 +2,7 @@
 settings, where each came from, secrets masked."""
 import argparse
 
-from pypackrat import config, modules
+from pypackrat import config, log, modules
 
 
 def main(ctx, args):
@@ -15,16 +15,15 @@ def main(ctx, args):
                     "at run time, the others run.")
     parser.parse_args(args)
     settings = ctx.settings
-    print("# configuration %s: valid" % settings.path)
-    from pypackrat import log
+    print(log.mask("# configuration %s: valid" % settings.path))
     for line in config.requirements(settings):
         log.warn("Warning: " + line)
     _warn_backup_dir(settings["BACKUP_DIR"])
     for role, key in (("backup", "BACKUP_MODULES"), ("upload", "UPLOAD_MODULES")):
         for name in settings[key]:
-            print("# %s" % modules.resolve(settings, name, role).describe())
+            print(log.mask("# %s" % modules.resolve(settings, name, role).describe()))
     for line in config.effective(settings):
-        print(line)
+        print(log.mask(line))  # a secret's value copied into another setting stays hidden
     return 0
 
 
