@@ -460,6 +460,12 @@ def read_shell(path):
 
     problems = []
     lines = [l for l in stderr.decode("utf-8", "replace").splitlines() if l.strip()]
+    traced = [l for l in lines if l.startswith("+")]
+    if traced and re.search(r"\bset\s+(-\w*x|-o\s+xtrace)", text):
+        # set -x traces every command on stderr, packrat's own too: one line for all
+        problems.append("%s: the file turns on set -x (xtrace), whose trace on stderr makes it a "
+                        "configuration error; remove it" % path)
+        lines = [l for l in lines if not l.startswith("+")]
     for line in lines[:_STDERR_LINES]:
         message = _bash_message(line, path)
         m = re.match(r"line (\d+): ", message)

@@ -283,3 +283,11 @@ def test_config_that_prints_on_stdout_is_a_warning(penv):
     proc = check(penv, "echo 'reading the config'\n")
     assert proc.returncode == 0, proc.stderr
     assert "Warning: %s: printed while it was read: reading the config" % penv.config_path in proc.stderr
+
+
+def test_xtrace_is_one_line_and_shows_nothing_of_the_trace(penv):
+    proc = check(penv, "set -x\nMYSQL_PASS='xtrace-s3cret'\nOTHER=plain-value\n")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "%s: the file turns on set -x (xtrace), whose trace on stderr makes it a configuration "
+        "error; remove it" % penv.config_path]
