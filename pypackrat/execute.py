@@ -120,12 +120,13 @@ def _prctl_function():
     return _prctl[0]
 
 
-def _die_with_parent():
+def die_with_parent():
     """A function for the child between fork and exec: ask the kernel to
     SIGKILL it when packrat dies. The kernel sends it when the *thread*
     that forked exits, so a command must be started and waited for by the
     same thread (run and pipeline do). If packrat died before the request
-    took effect, the child ends at once."""
+    took effect, the child ends at once. For subprocess.Popen too:
+    ``preexec_fn=execute.die_with_parent()``."""
     parent = os.getpid()
     prctl = _prctl_function()
 
@@ -141,7 +142,7 @@ def _kwargs(env, ok_codes, pass_fds, cwd, clean_env=False, argv=()):
     # each command in a process group of its own, so that stopping packrat
     # (SIGTERM, Ctrl-C) stops the command and everything it started
     kw = {"_ok_code": list(ok_codes), "_tty_out": False, "_return_cmd": True, "_new_group": True,
-          "_preexec_fn": _die_with_parent()}
+          "_preexec_fn": die_with_parent()}
     if env is not None or clean_env:
         kw["_env"] = _env(env, clean_env)
     fds = set(pass_fds) | _named_secret_fds(argv, env)
