@@ -333,3 +333,24 @@ def test_names_encode_one_to_one():
     # every name that was safe before keeps its file name
     for name in ["plain_name", "shop-eu", "a b", "100%", "it's", "all.globals2", "Ünïcödé"]:
         assert dumps.file_part(name) == name
+
+
+def test_restore_finds_each_of_two_colliding_names(penv, engine, server):
+    """`packrat restore ENGINE shop/eu` and `... shop-eu` each restore their own dump."""
+    pairs = [("shop/eu", "mk_slash", "r_slash"), ("shop-eu", "mk_dash", "r_dash")]
+    for name, marker, _ in pairs:
+        create_as_tenant(engine, server, name, marker)
+    try:
+        configure(penv, engine, server, [name for name, _, _ in pairs])
+        penv.run(date=TODAY, check=0)
+        for name, marker, into in pairs:
+            penv.run("restore", engine, name, "--into", into, date=TODAY, check=0)
+            if engine == "mysql":
+                tables = server.sql("SHOW TABLES", into).split()
+            else:
+                tables = server.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", into).split()
+            assert tables == [marker], (name, tables)
+    finally:
+        for name, _, into in pairs:
+            drop(engine, server, name)
+            drop(engine, server, into)
