@@ -158,23 +158,27 @@ def _local_places(top_fd, top, recursive):
     when ``recursive``, of its subdirectories (never through a symbolic link,
     never a directory whose name starts with a dot, as .packrat-tmp-*)."""
     stack = [(os.dup(top_fd), top)]
-    while stack:
-        fd, path = stack.pop()
-        try:
-            names = []
-            for entry in os.scandir(fd):
-                if entry.is_dir(follow_symlinks=False):
-                    if recursive and not entry.name.startswith("."):
-                        try:
-                            sub = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                                          | os.O_CLOEXEC, dir_fd=fd)
-                        except OSError:
-                            continue
-                        stack.append((sub, os.path.join(path, entry.name)))
-                elif entry.is_file(follow_symlinks=False):
-                    names.append(entry.name)
-            yield fd, path, names
-        finally:
+    try:
+        while stack:
+            fd, path = stack.pop()
+            try:
+                names = []
+                for entry in os.scandir(fd):
+                    if entry.is_dir(follow_symlinks=False):
+                        if recursive and not entry.name.startswith("."):
+                            try:
+                                sub = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                              | os.O_CLOEXEC, dir_fd=fd)
+                            except OSError:
+                                continue
+                            stack.append((sub, os.path.join(path, entry.name)))
+                    elif entry.is_file(follow_symlinks=False):
+                        names.append(entry.name)
+                yield fd, path, names
+            finally:
+                os.close(fd)
+    finally:
+        for fd, _ in stack:  # left when the caller stops early
             os.close(fd)
 
 
