@@ -314,11 +314,10 @@ def _evaluate(argv, env, timeout):
     import selectors
     import subprocess
     import time
-    preexec = getattr(execute, "_die_with_parent", None)
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, start_new_session=True,
-                                close_fds=True, preexec_fn=preexec() if preexec else None)
+                                close_fds=True, preexec_fn=execute.die_with_parent())
     except OSError as exc:
         raise ConfigError(["%s: cannot start %s to read it: %s" % (argv[2], argv[0], exc.strerror)])
     outputs = {proc.stdout: bytearray(), proc.stderr: bytearray()}

@@ -264,13 +264,12 @@ def _stream(argv, capture=False):
     import subprocess
     import sys
     import time
-    preexec = getattr(execute, "_die_with_parent", None)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, process_group=0, close_fds=True,
-                                preexec_fn=preexec() if preexec else None)
+                                preexec_fn=execute.die_with_parent())
     except OSError as exc:
         raise PackratError("cannot start %s: %s" % (argv[0], exc.strerror))
     sinks = {proc.stdout: _Masked(sys.stdout, capture), proc.stderr: _Masked(sys.stderr)}
