@@ -144,6 +144,7 @@ def test_missing_program_fails_the_module_not_the_night(penv, mariadb_server, tm
     checked = run_with_path(penv, path, "check")
     assert checked.returncode == 0, checked.stderr  # not a configuration error
     assert "Traceback" not in checked.stderr
+    assert line in checked.stdout + checked.stderr  # but listed
 
     proc = run_with_path(penv, path)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
