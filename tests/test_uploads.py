@@ -198,7 +198,8 @@ def test_s3_part_size_keeps_any_archive_under_10000_parts(size):
 
 def test_s3_multipart_upload(penv, s3d, monkeypatch):
     """Over the threshold the file goes up in parts (small ones here, to
-    keep moto's memory small); the size is verified, the ETag is no MD5."""
+    keep moto's memory small); the size is verified, and the ETag, no MD5,
+    as the MD5 of the parts' MD5s computed over the local file."""
     monkeypatch.setattr(s3_module, "MULTIPART_THRESHOLD", 5 << 20)
     monkeypatch.setattr(s3_module, "MIN_PART", 5 << 20)
     data = os.urandom((11 << 20) + 5)
@@ -208,7 +209,9 @@ def test_s3_multipart_upload(penv, s3d, monkeypatch):
         transfer.upload(remote, archive(penv, name, data))
         head = remote.client.head_object(Bucket=s3d.bucket, Key="%s/%s" % (s3d.prefix, name))
         assert head["ETag"].strip('"').endswith("-3")
-        assert remote.checksum(name) is None
+        algorithm, value = remote.checksum(name)
+        assert value == head["ETag"].strip('"') and algorithm.part == 5 << 20
+        assert transfer.file_digest(str(penv.backup_dir / name), algorithm) == value
     assert s3d.objects()["%s/%s" % (s3d.prefix, name)] == data
 
 
