@@ -12,13 +12,14 @@ when there is no such master). With chains kept, a master is not purged
 while an incremental that is kept depends on it.
 
 Whatever their age, a purge keeps the newest backup of each kind: for each
-archive prefix (a target) the archives that restore its newest state (its
-newest complete master, slice 1 present, and the newest incremental taken
-against it; or the newest full archive where there is no master), the
-newest dump of each database, and the newest file of every other series
-(a name with its date taken out). Dates after the run's day do not count as
-newest. So backups that fail for longer than the purge age, or a run date
-far ahead, never leave a place empty.
+archive prefix (a target) its newest chain (its newest complete master,
+slice 1 present, with every incremental taken against it; with
+``whole_chain`` off, FS_INCREMENTAL=no, where later archives are full ones,
+the master and the newest archive after it; or the newest full archive
+where there is no master), the newest dump of each database, and the
+newest file of every other series (a name with its date taken out). Dates
+after the run's day do not count as newest. So backups that fail for longer
+than the purge age, or a run date far ahead, never leave a place empty.
 
 Planning is near-linear in the number of names: names are grouped by prefix
 once, and each incremental finds its master by bisection.
@@ -117,17 +118,15 @@ def _dump_key(name):
     return (parsed.host, parsed.engine, parsed.database)
 
 
-def newest_chain(group, today):
-    """The archives (base names) that restore one prefix's newest state."""
-    return {p.archive for p in group if (p.day, p.master) in _newest_chain(group, today)}
-
-
-def _newest_chain(group, today):
+def _newest_chain(group, today, whole_chain=True):
     """The archives ((day, master) of each) that restore one prefix's newest state as of
     ``today``, from its parsed slices ``group``: the newest master that has a
     first slice and the newest incremental dated from that master's day, or
     the newest full archive where there is no master (as
-    filesystem.restore_chain). Dates after ``today`` do not count."""
+    filesystem.restore_chain). With ``whole_chain``, every incremental of
+    that master up to ``today`` as well: an older incremental is what is left
+    when the newest one turns out damaged. Dates after ``today`` do not
+    count."""
     master = None
     for p in group:
         if p.master and p.slice == 1 and p.day <= today and (master is None or p.day > master.day):
@@ -137,14 +136,21 @@ def _newest_chain(group, today):
         if (not p.master and p.slice == 1 and p.day <= today
                 and (master is None or p.day >= master.day) and (best is None or p.day > best.day)):
             best = p
-    return {(p.day, p.master) for p in (master, best) if p is not None}
+    chain = {(p.day, p.master) for p in (master, best) if p is not None}
+    if whole_chain and master is not None:
+        chain.update((p.day, False) for p in group
+                     if not p.master and master.day <= p.day <= today)
+    return chain
 
 
 _UNKNOWN = object()
 
 
-def plan(names, days, now, keep_chains=True, keep_newest=True, parsed=None):
+def plan(names, days, now, keep_chains=True, keep_newest=True, parsed=None, whole_chain=True):
     """The names to delete, of ``names`` (base names in one place).
+    ``whole_chain``: the newest chain kept is its master with every
+    incremental (FS_INCREMENTAL=yes); without it, the master and the newest
+    archive on it (full archives, FS_INCREMENTAL=no, are not incrementals).
     ``parsed``: parse_dar's answers already known ({name: DarName or None},
     as Owner.filter leaves them), so that no name is parsed twice."""
     today = now.date()
@@ -199,7 +205,7 @@ def plan(names, days, now, keep_chains=True, keep_newest=True, parsed=None):
                             needed.add(master_days[i])
             keep.update(p.name for p in group if p.master and p.day in needed)
         if keep_newest:
-            chain = _newest_chain(group, today)
+            chain = _newest_chain(group, today, whole_chain)
             keep.update(p.name for p in group if (p.day, p.master) in chain)
     for _, kept in newest.values():
         keep.update(kept)

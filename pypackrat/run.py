@@ -201,7 +201,8 @@ def purge_local(ctx, days):
     try:
         for fd, directory, names in _local_places(top_fd, top, ctx.settings["PURGE_LOCAL_RECURSIVE"]):
             own = mine.filter(names)
-            for name in retention.plan(own, days, ctx.now, keep_chains, parsed=mine.parsed):
+            for name in retention.plan(own, days, ctx.now, keep_chains, parsed=mine.parsed,
+                                       whole_chain=ctx.settings["FS_INCREMENTAL"]):
                 path = os.path.join(directory, name)
                 if ctx.dry_run:
                     log.info("[dry run] would delete %s" % path)
@@ -254,7 +255,7 @@ def purge_remote(ctx, name, days):
         mine = owner(ctx, remote=True)
         names = remote_candidates(ctx, transfer.listing(remote), mine)
         victims = retention.plan(names, days, ctx.now, ctx.settings["PURGE_KEEP_CHAINS"],
-                                 parsed=mine.parsed)
+                                 parsed=mine.parsed, whole_chain=ctx.settings["FS_INCREMENTAL"])
         for victim in victims:
             log.verbose("Deleting %s from %s" % (victim, remote.describe()))
         transfer.delete_many(remote, victims)  # one connection, batched where the transport can

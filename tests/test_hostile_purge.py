@@ -161,8 +161,10 @@ def test_eleven_days_of_failures_keep_the_newest_chain_and_dumps(penv, tmp_path,
     for place in (penv.backup_dir, nas):
         left = sorted(os.listdir(place))
         dars = sorted(n for n in left if n.endswith(".dar"))
-        assert {n.split(".")[0] for n in dars} == {"%s-%s" % (p, WEEK[0]), "%s-%s" % (p, last)}, proc.stdout
-        assert all(n.startswith(("%s-%s.master." % (p, WEEK[0]), "%s-%s." % (p, last))) for n in dars)
+        # the whole newest chain: the master and every incremental on it
+        assert {n.split(".")[0] for n in dars} == {"%s-%s" % (p, d) for d in WEEK}, proc.stdout
+        assert all(n.startswith(("%s-%s.master." % (p, WEEK[0]),) + tuple("%s-%s." % (p, d) for d in WEEK[1:]))
+                   for n in dars)
         assert sorted(n for n in left if n.endswith(".bz2")) == sorted(x.name for x in dumps[last])
     chain = ["%s-%s.master" % (p, WEEK[0]), "%s-%s" % (p, last)]
     assert restore(str(penv.backup_dir), chain, str(tmp_path / "r")) == snaps[last]  # it restores

@@ -11,8 +11,12 @@ DAYS = ["20240107", "20240108", "20240109", "20240110", "20240111", "20240112", 
 
 def expected(p, day_index):
     """What a 2-day purge (run before each backup) leaves after day ``day_index``'s run:
-    incrementals at most 2 days old, and each master that one of them (or
-    the run itself) depends on, or that is that young itself."""
+    the newest chain whatever its age (its master and every incremental on
+    it; the purge runs before the day's backup, so on the second master's
+    day that is still the first chain), incrementals at most 2 days old, and
+    each master that one of them (or the run itself) depends on, or that is
+    that young itself."""
+    newest = "20240114" if DAYS[day_index] > "20240114" else "20240107"
     names = []
     for i in range(day_index + 1):
         day = DAYS[i]
@@ -22,9 +26,9 @@ def expected(p, day_index):
             depends = [j for j in range(i + 1, day_index + 1) if day_index - j <= 2
                        and DAYS[j] not in ("20240107", "20240114")
                        and (day == "20240114" or DAYS[j] < "20240114")]
-            if young or depends:
+            if young or depends or day == newest:
                 names.append("%s-%s.master.1.dar" % (p, day))
-        elif young:
+        elif young or day > newest:
             names.append("%s-%s.1.dar" % (p, day))
     return sorted(names)
 
@@ -54,8 +58,8 @@ def test_masters_kept_while_needed(penv):
         assert restore(bk, chain, str(penv.tmp / "r")) == snapshot(str(src)), day
     # the cases the rule is about, spelled out
     first = "%s-20240107.master.1.dar" % p
-    assert seen["20240113"][0] == [first, "%s-20240111.1.dar" % p, "%s-20240112.1.dar" % p,
-                                   "%s-20240113.1.dar" % p]          # master 6 days old, kept
+    # master 6 days old, kept with every incremental of its chain, the newest
+    assert seen["20240113"][0] == [first] + ["%s-%s.1.dar" % (p, d) for d in DAYS[1:7]]
     assert first in seen["20240115"][0] and first in seen["20240115"][1]  # Saturday's still kept
     assert first not in seen["20240116"][0] and first not in seen["20240116"][1]  # gone with it
     assert seen["20240116"][0] == ["%s-20240114.master.1.dar" % p, "%s-20240115.1.dar" % p,

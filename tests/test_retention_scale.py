@@ -15,7 +15,7 @@ NOW = datetime.datetime(2026, 11, 26, 3, 0)
 HOST = "h"
 
 
-def reference(names, days, now, keep_chains=True, keep_newest=True):
+def reference(names, days, now, keep_chains=True, keep_newest=True, whole_chain=True):
     """The rules, naively: quadratic, for small inputs."""
     from pypackrat import dumps
     today = now.date()
@@ -39,6 +39,10 @@ def reference(names, days, now, keep_chains=True, keep_newest=True):
             group = [p.name for p in parsed if p.prefix == prefix]
             chain = filesystem.restore_chain(group, prefix, today)
             keep.update(p.name for p in parsed if p.prefix == prefix and p.archive in chain)
+            master = retention.parse_dar(chain[0] + ".1.dar") if chain else None
+            if whole_chain and master is not None and master.master:
+                keep.update(p.name for p in parsed if p.prefix == prefix and not p.master
+                            and master.day <= p.day <= today)
         series = {}
         for n in names:
             if retention.parse_dar(n):
@@ -80,14 +84,15 @@ def random_names(rnd):
 
 @pytest.mark.parametrize("keep_chains", [True, False])
 @pytest.mark.parametrize("keep_newest", [True, False])
-def test_the_planner_follows_the_rules(keep_chains, keep_newest):
+@pytest.mark.parametrize("whole_chain", [True, False])
+def test_the_planner_follows_the_rules(keep_chains, keep_newest, whole_chain):
     rnd = random.Random(11)
     for trial in range(300):
         names = random_names(rnd)
         rnd.shuffle(names)
         days = rnd.choice([0, 2, 5, 10])
-        got = retention.plan(names, days, NOW, keep_chains, keep_newest)
-        assert got == reference(names, days, NOW, keep_chains, keep_newest), (trial, names, days)
+        got = retention.plan(names, days, NOW, keep_chains, keep_newest, whole_chain=whole_chain)
+        assert got == reference(names, days, NOW, keep_chains, keep_newest, whole_chain), (trial, names, days)
 
 
 def test_the_newest_chain_and_dumps_survive_any_age():
@@ -96,6 +101,10 @@ def test_the_newest_chain_and_dumps_survive_any_age():
              "h-mysql-x-20200101.sql.bz2", "h-mysql-x-20200107.sql.bz2", "h-mysql-y-20190101.sql.zst",
              "h-a-20991231.master.1.dar"]  # a date after the run's: not the newest
     deleted = retention.plan(names, 10, NOW)
+    # the whole newest chain stays: the master and every incremental on it
+    assert deleted == ["h-a-20200108.master.2.dar", "h-mysql-x-20200101.sql.bz2"]
+    # full archives (FS_INCREMENTAL=no) are no chain: the master and the newest on it
+    deleted = retention.plan(names, 10, NOW, whole_chain=False)
     assert deleted == ["h-a-20200106.1.dar", "h-a-20200108.master.2.dar", "h-mysql-x-20200101.sql.bz2"]
 
 
