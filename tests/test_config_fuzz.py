@@ -193,8 +193,15 @@ def mutate_modules_d(rng, directory):
             old.unlink()
     if rng.random() < 0.5:
         return
+    from pypackrat import config
+    known = sorted(config._spec_types())
     for n in range(rng.randint(1, 2)):
         lines = [rng.choice(INI_LINES) for _ in range(rng.randint(0, 6))]
+        for _ in range(rng.randint(0, 3)):  # any setting, any value, as configobj reads it
+            value = rng.choice(VALUES)
+            if rng.random() < 0.5:
+                value = '"%s"' % value if rng.random() < 0.5 else "%s, %s" % (value, rng.choice(VALUES))
+            lines.insert(rng.randint(0, len(lines)), "%s = %s" % (rng.choice(known), value))
         text = "\n".join(lines) + "\n"
         kind = rng.random()
         path = directory / ("%02d.conf" % n)
@@ -261,7 +268,7 @@ def live_secrets(data):
     """The secrets the mutated config still holds in a secret's setting (or
     one whose name is a typo of a secret's): those no output may show."""
     from pypackrat import config
-    text = data.decode("utf-8", "surrogateescape")
+    text = data.decode("utf-8", "surrogateescape").replace("\\\n", "")  # bash joins such lines
     found = []
     for secret in list(SECRETS.values()) + INI_SECRETS:
         for line in text.splitlines():

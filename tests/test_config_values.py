@@ -119,14 +119,14 @@ def test_s3_region_and_endpoint_must_be_well_formed(penv):
     proc = penv.run("check")
     assert proc.returncode == 1
     assert errors(proc) == [
-        "%s: S3_REGION='//': not a region name (letters, digits and '-', as us-east-1)" % penv.config_path,
-        "%s: S3_ENDPOINT_URL='http://exa mple:9000': holds spaces, control characters or bytes that are "
+        "%s: S3_REGION=//: not a region name (letters, digits and '-', as us-east-1)" % penv.config_path,
+        "%s: S3_ENDPOINT_URL=http://exa mple:9000: holds spaces, control characters or bytes that are "
         "not UTF-8" % penv.config_path]
     for url in ("//", "ftp://host", "http://host:0", "http://host:70000", "http://-host", "http://"):
         penv.write(S3_REGION="eu-central-1", S3_ENDPOINT_URL=url)
         proc = penv.run("check")
         assert proc.returncode == 1 and len(errors(proc)) == 1, url
-        assert errors(proc)[0].startswith("%s: S3_ENDPOINT_URL=%r: " % (penv.config_path, url))
+        assert errors(proc)[0].startswith("%s: S3_ENDPOINT_URL=%s: " % (penv.config_path, url))
     penv.write(S3_ENDPOINT_URL="http://127.0.0.1:9000")
     penv.run("check", check=0)
     penv.write(S3_ENDPOINT_URL="https://[::1]:9000/base")
@@ -254,3 +254,29 @@ def test_check_and_dry_run_accept_the_shipped_config_shape(penv):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert warnings(proc) == []
+
+
+def test_a_key_with_bytes_that_are_not_utf8_reaches_dar_as_those_bytes(penv, tmp_path):
+    """ENCRYPTION_KEY=$'k\\xc3y' (Latin-1, say): dar gets exactly those bytes,
+    as the Bash version gave them."""
+    import subprocess
+    import sys
+    from tests.conftest import PACKRAT
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "f").write_text("content\n")
+    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)], FS_INCREMENTAL="no")
+    with open(penv.config_path, "ab") as fh:
+        fh.write(b"ENCRYPTION_KEY=$'k\\xc3y-\\xff'\n")
+    env = dict(os.environ, PACKRAT_DATE="20261126")
+    proc = subprocess.run([sys.executable, PACKRAT, "-c", str(penv.config_path)], capture_output=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    slices = [n for n in os.listdir(penv.backup_dir) if n.endswith(".1.dar")]
+    assert len(slices) == 1
+    base = str(penv.backup_dir / slices[0][:-len(".1.dar")])
+    ok = subprocess.run([b"dar", b"-t", base.encode(), b"-K", b"aes256:k\xc3y-\xff", b"-Q"],
+                        capture_output=True)
+    assert ok.returncode == 0, ok.stderr
+    wrong = subprocess.run(["dar", "-t", base, "-K", "aes256:k\u00c3y-\u00ff", "-Q"], capture_output=True)
+    assert wrong.returncode != 0

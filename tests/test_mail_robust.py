@@ -135,3 +135,14 @@ def test_fallback_settings_take_only_what_validated():
     assert mail.fallback_settings(s) is None
     assert mail.fallback_settings(None) is None
     log.reset()
+
+
+def test_a_config_that_fails_in_bash_is_mailed_from_what_it_defined(penv):
+    """A trailing failing command stops the run before validation: the mail
+    still goes to the ADMIN_EMAIL and through the SMTP server the file set."""
+    penv.extra = "MYSQL_PASS=bash-secret-31\nfalse\n"
+    proc = penv.run()
+    assert proc.returncode == 1 and "ended with status 1" in proc.stderr
+    assert len(penv.mails()) == 1
+    body = penv.smtp.bodies()[0]
+    assert "ended with status 1" in body and "bash-secret-31" not in body

@@ -174,7 +174,8 @@ def key_file(settings, reference):
         return
     log.add_secret(key)
     lines = key_lines(key, settings["FS_CIPHER"], reference)
-    with execute.secret_fd(lines) as fd:
+    # the key's bytes as the config holds them, UTF-8 or not (as bash gave them to dar)
+    with execute.secret_fd(lines.encode("utf-8", "surrogateescape")) as fd:
         log.verbose("%s key given to dar in a command file: -K %s:****%s"
                     % (TAG, settings["FS_CIPHER"], " -J :****" if reference else ""))
         yield "/dev/fd/%d" % fd, fd

@@ -82,10 +82,10 @@ def check(settings):
         if not bucket:
             problems.append("%s: S3_BUCKET is empty, but the s3 upload module is enabled" % where("S3_BUCKET"))
         elif not re.fullmatch(r"[a-z0-9][a-z0-9.\-_]{1,254}", bucket):
-            problems.append("%s: S3_BUCKET=%r: %r is not a bucket name (3 or more of a-z 0-9 . -)"
+            problems.append("%s: S3_BUCKET=%s: %r is not a bucket name (3 or more of a-z 0-9 . -)"
                             % (where("S3_BUCKET"), settings["S3_BUCKET"], bucket))
         elif re.search(r"[\x00-\x1f\x7f\udc80-\udcff]", prefix):
-            problems.append("%s: S3_BUCKET=%r: the prefix holds a control character or bytes that are "
+            problems.append("%s: S3_BUCKET=%s: the prefix holds a control character or bytes that are "
                             "not UTF-8" % (where("S3_BUCKET"), settings["S3_BUCKET"]))
     if settings.valid("S3_ACCESS_KEY", "S3_SECRET_KEY"):
         if bool(settings["S3_ACCESS_KEY"]) != bool(settings["S3_SECRET_KEY"]):
@@ -98,24 +98,24 @@ def check(settings):
     if settings.valid("S3_STORAGE_CLASS"):
         storage = settings["S3_STORAGE_CLASS"]
         if storage and storage not in STORAGE_CLASSES:
-            problems.append("%s: S3_STORAGE_CLASS=%r: not one of %s"
+            problems.append("%s: S3_STORAGE_CLASS=%s: not one of %s"
                             % (where("S3_STORAGE_CLASS"), storage, ", ".join(STORAGE_CLASSES)))
     if settings.valid("S3_SSE"):
         sse = settings["S3_SSE"]
         if sse and not (sse == "AES256" or sse == "aws:kms"
                         or (sse.startswith("aws:kms:") and not _UNSAFE.search(sse))):
-            problems.append("%s: S3_SSE=%r: use AES256, aws:kms, or aws:kms:KEY-ID"
+            problems.append("%s: S3_SSE=%s: use AES256, aws:kms, or aws:kms:KEY-ID"
                             % (where("S3_SSE"), sse))
     if settings.valid("S3_REGION"):
         region = settings["S3_REGION"]
         if region and not _REGION.fullmatch(region):
-            problems.append("%s: S3_REGION=%r: not a region name (letters, digits and '-', as us-east-1)"
+            problems.append("%s: S3_REGION=%s: not a region name (letters, digits and '-', as us-east-1)"
                             % (where("S3_REGION"), region))
     if settings.valid("S3_ENDPOINT_URL"):
         endpoint = settings["S3_ENDPOINT_URL"]
         why = endpoint and endpoint_problem(endpoint)
         if why:
-            problems.append("%s: S3_ENDPOINT_URL=%r: %s" % (where("S3_ENDPOINT_URL"), endpoint, why))
+            problems.append("%s: S3_ENDPOINT_URL=%s: %s" % (where("S3_ENDPOINT_URL"), endpoint, why))
     return problems
 
 
