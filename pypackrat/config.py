@@ -707,6 +707,12 @@ def _check_values(settings):
             problems.append("%s: ADMIN_EMAIL=%r: an address cannot start with '-'" % (s.where(name), value))
     if s.valid("SMTP_HOST"):
         problems += filter(None, [server_problem(s, "SMTP_HOST")])
+    for name in ("MYSQL_HOST", "MYSQL_USER", "POSTGRESQL_HOST", "POSTGRESQL_USER"):
+        # the client libraries take them as UTF-8 text (a PostgreSQL host may be a socket directory)
+        value = s.values.get(name) if s.valid(name) else None
+        if value and (_CONTROL.search(value) or value.startswith("-")):
+            problems.append("%s: %s=%r: holds a control character or bytes that are not UTF-8, or "
+                            "starts with '-'" % (s.where(name), name, value))
     if s.valid("SMTP_USER", "SMTP_TLS") and s.values.get("SMTP_USER") and s.values.get("SMTP_TLS") == "no":
         problems.append("%s: SMTP_USER is set but SMTP_TLS=no: the SMTP password would go over the "
                         "network in clear text; set SMTP_TLS=starttls (port 587) or SMTP_TLS=ssl (port 465)"

@@ -64,6 +64,10 @@ SNIPPETS = [
     "S3_BUCKET=\"$S3_SECRET_KEY\"", "ADMIN_EMAIL=\"$FTP_PASS\"", "HOSTNAME=\"$ENCRYPTION_KEY\"",
     "FS_TARGETS=(\"/$SMTP_PASS\")", "BACKUP_MODULES=(\"$POSTGRESQL_PASS\")",
 ]
+# what would hang an unbounded evaluation: only in the subprocess cases,
+# under a short PACKRAT_CONFIG_TIMEOUT
+HANGS = ["sleep 100", "exec sleep 100", "while :; do :; done", "sleep 60 &", "read -r line",
+         "cat", "kill -STOP $$"]
 INI_LINES = [
     "[filesystem]", "[ssh]", "[[nested]]", "[", "]", "FS_TARGETS = /etc, /srv", "FS_TARGETS = etc,",
     "SSH_PORT = 22, 23", "SSH_PORT = many", "SSH_PORT = \u0969", "UPLOAD_RETRY_WAIT = nan",
@@ -143,8 +147,10 @@ def quote(rng, value):
     return value  # unquoted: whatever bash makes of it
 
 
-def mutate_shell(rng, lines):
+def mutate_shell(rng, lines, hangs=False):
     lines = list(lines)
+    if hangs and rng.random() < 0.25:
+        lines.insert(rng.randint(0, len(lines)), rng.choice(HANGS))
     for _ in range(rng.randint(1, 4)):
         assignments = [i for i, l in enumerate(lines) if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", l)]
         kind = rng.random()
@@ -255,6 +261,7 @@ def in_process(config, args):
 
 def as_subprocess(config, args):
     env = {k: v for k, v in os.environ.items() if k != "PACKRAT_DATE"}
+    env["PACKRAT_CONFIG_TIMEOUT"] = "2"
     try:
         proc = subprocess.run([sys.executable, PACKRAT, "-c", str(config)] + args, capture_output=True,
                               env=env, timeout=CASE_SECONDS * 2, stdin=subprocess.DEVNULL)
@@ -309,7 +316,7 @@ def series(tmp_path, cases, first, runner):
     for case in range(first, first + cases):
         rng = random.Random("%d-%d" % (SEED, case))
         base = rng.choice(sorted(bases))
-        data = mutate_shell(rng, bases[base])
+        data = mutate_shell(rng, bases[base], hangs=runner is as_subprocess)
         mutate_modules_d(rng, env.modules_d)
         env.config.write_bytes(data)
         os.chmod(env.config, 0o600)
