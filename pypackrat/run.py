@@ -253,12 +253,29 @@ def purge_remote(ctx, name, days):
     with connected(ctx, resolved) as remote:
         log.verbose("Purging remote archives older than %d days on %s" % (days, remote.describe()))
         mine = owner(ctx, remote=True)
-        names = remote_candidates(ctx, transfer.listing(remote), mine)
+        listed = transfer.listing(remote)
+        leftovers = stale_partials(ctx, listed)
+        names = remote_candidates(ctx, listed, mine)
         victims = retention.plan(names, days, ctx.now, ctx.settings["PURGE_KEEP_CHAINS"],
                                  parsed=mine.parsed, whole_chain=ctx.settings["FS_INCREMENTAL"])
+        for leftover in leftovers:
+            log.verbose("Deleting %s from %s (the temporary copy of an upload that was killed)"
+                        % (leftover, remote.describe()))
         for victim in victims:
             log.verbose("Deleting %s from %s" % (victim, remote.describe()))
-        transfer.delete_many(remote, victims)  # one connection, batched where the transport can
+        transfer.delete_many(remote, leftovers + victims)  # one connection, batched where it can
+
+
+def stale_partials(ctx, names):
+    """The temporary copies (``NAME.partial``) that an upload of this host
+    left on a remote when it was killed: ``NAME`` is one of this host's
+    archive names (never another host's, even with PURGE_REMOTE_ALL_HOSTS:
+    its upload may be running now). This run holds the lock, so no upload
+    of this host is under way."""
+    mine = owner(ctx)  # this host only
+    return [name for name in names
+            if transfer.safe_name(name) and name.endswith(transfer.PARTIAL)
+            and mine(name[: -len(transfer.PARTIAL)])]
 
 
 # -- backup and upload ----------------------------------------------------------

@@ -1,0 +1,53 @@
+"""Acceptance checks of issue 11 that the first round left open, each played
+as the attacker or the accident it is about, through the real ``packrat``
+command."""
+import datetime
+import os
+import signal
+import subprocess
+import time
+
+from tests.conftest import PACKRAT
+
+TODAY = datetime.date.today().strftime("%Y%m%d")
+
+
+# -- a killed run leaves nothing behind, on the remote either ----------------------
+
+def test_sigkill_during_upload_leaves_no_partial_on_the_remote(penv, tmp_path):
+    """packrat is killed (SIGKILL) while it copies an archive to LOCAL_DIR:
+    the temporary NAME.partial stays there. The next run (here a purge)
+    removes it; another host's temporary copy on the shared remote is left
+    alone (its upload may be running), even with PURGE_REMOTE_ALL_HOSTS."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    target = tmp_path / "data"
+    target.mkdir()
+    name = "testhost%s-%s.master.1.dar" % (str(target).replace("/", "-"), TODAY)
+    big = penv.backup_dir / name
+    with open(big, "wb") as fh:  # sparse: quick to make, long enough to copy
+        fh.truncate(4 << 30)
+    foreign = nas / ("web-db-etc-%s.master.1.dar.partial" % TODAY)
+    foreign.write_bytes(b"another host's upload in progress")
+    penv.write(FS_TARGETS=[str(target)], UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas),
+               PURGE_REMOTE_ALL_HOSTS=True)
+    partial = nas / (name + ".partial")
+    proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path), "-U", TODAY],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not partial.exists():
+            assert proc.poll() is None, "packrat ended before its upload began"
+            assert time.monotonic() < deadline, "no upload seen"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert partial.exists() and not (nas / name).exists()  # what the killed run left
+    big.unlink()
+
+    penv.run("-P", check=0)
+    assert not partial.exists()
+    assert foreign.read_bytes() == b"another host's upload in progress"
+    assert sorted(os.listdir(nas)) == [foreign.name]
