@@ -725,6 +725,14 @@ def requirements(settings):
     directories, readable files. Each missing one fails only its module (or
     the mail) at run time; `packrat check` prints them as warnings."""
     lines = []
+    backup_dir = settings.get("BACKUP_DIR")
+    if backup_dir and backup_dir.startswith("/") and not os.path.isdir(backup_dir):
+        above = backup_dir
+        while not os.path.lexists(above):
+            above = os.path.dirname(above)
+        if not os.path.isdir(above):
+            lines.append("%s: BACKUP_DIR=%s: %s is not a directory: no backup can be written"
+                         % (settings.where("BACKUP_DIR"), backup_dir, above))
     ca = settings.get("SMTP_CA")
     if ca and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
         lines.append("%s: SMTP_CA=%s: no such readable file: the failure mail cannot be sent"

@@ -280,3 +280,18 @@ def test_a_key_with_bytes_that_are_not_utf8_reaches_dar_as_those_bytes(penv, tmp
     assert ok.returncode == 0, ok.stderr
     wrong = subprocess.run(["dar", "-t", base, "-K", "aes256:k\u00c3y-\u00ff", "-Q"], capture_output=True)
     assert wrong.returncode != 0
+
+
+def test_check_warns_of_what_the_run_would_skip_or_fail(penv, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    penv.write(BACKUP_DIR=str(blocker / "sub"), BACKUP_MODULES=["filesystem"],
+               FS_TARGETS=[str(tmp_path), str(tmp_path / "gone")])
+    proc = penv.run("check", check=0)
+    assert sorted(warnings(proc)) == sorted([
+        "Warning: %s: BACKUP_DIR=%s: %s is not a directory: no backup can be written"
+        % (penv.config_path, blocker / "sub", blocker),
+        "Warning: %s: FS_TARGETS: %s is not a directory here: it is skipped"
+        % (penv.config_path, tmp_path / "gone")])
+    proc = penv.run()
+    assert proc.returncode == 1  # the run fails as check said

@@ -299,7 +299,7 @@ def backup(ctx):
     """Every target in order; a failing target does not stop the others.
     Returns the final paths made; raises PartialFailure (with them) if any
     target failed."""
-    if requirements(ctx.settings):
+    if ctx.settings["FS_METHOD"] == "dar" and not execute.which("dar"):
         raise PackratError("%s dar is not installed (not found in PATH): no filesystem archive "
                            "was made" % TAG)
     if not ctx.dry_run:
@@ -352,8 +352,15 @@ def check(settings):
 
 
 def requirements(settings):
-    """dar, or the reason this module fails at run time (the others run)."""
+    """dar, or the reason this module fails at run time (the others run);
+    and the FS_TARGETS that are not directories here (skipped at run time,
+    as the original skipped them)."""
+    lines = []
     if settings["FS_METHOD"] == "dar" and not execute.which("dar"):
-        return ["%s: the filesystem module needs dar, which is not installed (not found in PATH): "
-                "the filesystem backup will fail" % settings.where("FS_METHOD", "backup")]
-    return []
+        lines.append("%s: the filesystem module needs dar, which is not installed (not found in PATH): "
+                     "the filesystem backup will fail" % settings.where("FS_METHOD", "backup"))
+    for target in settings["FS_TARGETS"]:
+        if target.startswith("/") and not os.path.isdir(target):
+            lines.append("%s: FS_TARGETS: %s is not a directory here: it is skipped"
+                         % (settings.where("FS_TARGETS", "backup"), target))
+    return lines
