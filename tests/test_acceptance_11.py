@@ -4,6 +4,7 @@ command."""
 import datetime
 import os
 import signal
+import stat
 import subprocess
 import time
 
@@ -51,3 +52,28 @@ def test_sigkill_during_upload_leaves_no_partial_on_the_remote(penv, tmp_path):
     assert not partial.exists()
     assert foreign.read_bytes() == b"another host's upload in progress"
     assert sorted(os.listdir(nas)) == [foreign.name]
+
+
+# -- modes 0600 on every remote that has modes: FTP too --------------------------
+
+from tests.servers.ftp import ftp_server, ftpd  # noqa: E402,F401
+
+
+def test_ftp_copies_are_private(penv, ftpd, tmp_path):
+    """The FTP server creates files with its own umask (0644 here: every
+    account of the server could read an unencrypted archive of /etc/shadow).
+    packrat makes each copy 0600 with SITE CHMOD before its rename."""
+    old = os.umask(0o022)  # the server's (it runs in this process)
+    try:
+        target = tmp_path / "etc"
+        target.mkdir()
+        (target / "shadow").write_text("root:$6$secret:19000::::::\n")
+        penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)], UPLOAD_MODULES=["ftp"],
+                   **ftpd.settings())
+        penv.run(check=0)
+    finally:
+        os.umask(old)
+    copies = os.listdir(ftpd.files_dir)
+    assert copies and all(n.endswith(".dar") for n in copies), copies
+    for name in copies:
+        assert stat.S_IMODE(os.lstat(os.path.join(ftpd.files_dir, name)).st_mode) == 0o600, name

@@ -195,6 +195,19 @@ class Remote(BaseRemote):
             finally:
                 conn.close()
             session.voidresp()
+        self._private(session, remote_name)
+
+    def _private(self, session, remote_name):
+        """Make the copy 0600 (SITE CHMOD, before the rename), as on the
+        local and SFTP remotes: the server created it with its own umask,
+        often 0644, readable by every account of the server. Best effort:
+        a server without SITE CHMOD keeps its own modes."""
+        import ftplib
+        try:
+            session.sendcmd("SITE CHMOD 600 " + remote_name)
+        except (ftplib.error_perm, ftplib.error_temp, ftplib.error_reply) as exc:
+            log.verbose("%s: SITE CHMOD 600 %s refused (%s); the copy keeps the server's mode"
+                        % (self.describe(), remote_name, str(exc).strip()))
 
     @contextlib.contextmanager
     def _transfer(self):
