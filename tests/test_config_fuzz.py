@@ -237,6 +237,8 @@ def in_process(config, args):
     log.reset()
     out, err = io.StringIO(), io.StringIO()
     previous = signal.signal(signal.SIGALRM, _alarm)
+    sigterm = signal.getsignal(signal.SIGTERM)
+    umask = os.umask(0o022)  # cli.main sets 077: given back after the case
     signal.alarm(CASE_SECONDS)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -253,7 +255,8 @@ def in_process(config, args):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, sigterm)
+        os.umask(umask)
         execute.set_dry_run(False)
         log.reset()
     return status, out.getvalue(), err.getvalue()
