@@ -367,6 +367,10 @@ def _sql_literal(text):
     return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def _mysql_identifier(name):
+    return "`%s`" % name.replace("`", "``")
+
+
 def _check_name(name):
     if not name or "\0" in name or "\n" in name or name != name.strip():
         raise PackratError("%r is not a database name packrat can restore into" % name)
@@ -434,13 +438,14 @@ def _mysql(ctx, stages, fds, target, whole, force):
     from pypackrat import dumps
     from pypackrat.modules import mysql
     client = dumps.program("mysql", "mariadb")
-    admin = dumps.program("mysqladmin", "mariadb-admin")
     options = _mysql_client_options(client)
     with mysql.connection(restore_settings(ctx.settings)) as conn:
         conn = list(conn)
         fds = list(fds) + _descriptors(conn)
         created = False
-        drop = [admin] + conn + ["-f", "drop", target]
+        # the name only ever inside SQL, quoted: never an argument that a
+        # client could read as an option (a database named -f... or --init-command=...)
+        drop = [client] + conn + ["-e", "DROP DATABASE %s" % _mysql_identifier(target)]
         if not whole:
             _check_name(target)
             query = ("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s"
@@ -448,9 +453,11 @@ def _mysql(ctx, stages, fds, target, whole, force):
             found = execute.run([client] + conn + ["-N", "-B", "-e", query], changes=False,
                                 pass_fds=fds)
             created = _fresh_database(target, bool(found and found.out.strip()), force, drop,
-                                      [admin] + conn + ["create", target], pass_fds=fds)
+                                      [client] + conn + ["-e", "CREATE DATABASE %s"
+                                                         % _mysql_identifier(target)],
+                                      pass_fds=fds)
         # the connection options first: --defaults-file must lead
-        load = [client] + conn + options + ([] if whole else [target])
+        load = [client] + conn + options + ([] if whole else ["--database=" + target])
         with _dropped_on_failure(target if created else None, drop, fds=fds):
             _load(stages + [load], None, fds, "the server" if whole else "database %s" % target)
         if whole:
@@ -547,10 +554,14 @@ def _postgresql(ctx, stages, fds, target, whole, force):
         found = execute.run(psql + ["-d", "postgres", "-A", "-t", "-v", "name=" + target],
                             env=env, stdin=b"SELECT 1 FROM pg_database WHERE datname = :'name';\n",
                             changes=False, pass_fds=fds)
-        drop = ["dropdb"] + conn + [target]
+        # after --, the name is a name and never an option (-f..., --maintenance-db=...);
+        # psql gets a connection string holding the name alone, so that a name
+        # such as host=... port=... never picks the server
+        drop = ["dropdb"] + conn + ["--", target]
         created = _fresh_database(target, bool(found and found.out.strip()), force,
-                                  drop, ["createdb"] + conn + [target], env, pass_fds=fds)
-        load = psql + ["-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", target] + restricted
+                                  drop, ["createdb"] + conn + ["--", target], env, pass_fds=fds)
+        load = (psql + ["-v", "ON_ERROR_STOP=1", "--single-transaction", postgresql.dbname_arg(target)]
+                + restricted)
         with _dropped_on_failure(target if created else None, drop, env, fds):
             try:
                 _load(stages + [_psql_filter(key, False), load], env, fds, "database %s" % target)

@@ -3,9 +3,11 @@ as the attacker or the accident it is about, through the real ``packrat``
 command."""
 import datetime
 import os
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 
 from tests.conftest import PACKRAT
@@ -77,3 +79,66 @@ def test_ftp_copies_are_private(penv, ftpd, tmp_path):
     assert copies and all(n.endswith(".dar") for n in copies), copies
     for name in copies:
         assert stat.S_IMODE(os.lstat(os.path.join(ftpd.files_dir, name)).st_mode) == 0o600, name
+
+
+# -- restore: the database name is data too ----------------------------------------
+
+import pytest  # noqa: E402
+
+from tests.servers.mariadb import mariadb_server  # noqa: E402,F401
+from tests.servers.postgres import postgres_server  # noqa: E402,F401
+from tests.test_hostile_databases import FakePostgres, configure  # noqa: E402
+
+
+@pytest.fixture
+def fake_pg():
+    server = FakePostgres()
+    yield server
+    server.close()
+
+
+def people(engine, server, db):
+    """The rows of the table ``people`` of ``db`` (named whatever way)."""
+    if engine == "mysql":
+        return server.sql("SELECT * FROM `%s`.people ORDER BY 1" % db.replace("`", "``"))
+    conninfo = "dbname='%s'" % db.replace("\\", "\\\\").replace("'", "\\'")
+    argv = server.psql_argv("-At", "-c", "SELECT * FROM people ORDER BY 1")
+    argv[argv.index("-d") + 1] = conninfo
+    return subprocess.run(argv, capture_output=True, check=True).stdout
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgresql"])
+def test_restore_into_a_hostile_name(penv, engine, request, tmp_path, fake_pg):
+    """The operator restores a tenant's dump into a database named as the
+    tenant chose (``--into NAME``), then over it (``--force``, which drops
+    and creates it again). Before: mysqladmin, createdb and dropdb took
+    ``-f...`` and ``--...`` as options, and psql took ``host=... port=...``
+    as the server to connect to. Each name must be a database and nothing
+    else: the bait stays, the fake server sees no connection, and the
+    database holds the dump."""
+    server = request.getfixturevalue("mariadb_server" if engine == "mysql" else "postgres_server")
+    source = server.new_database("src")
+    server.fill(source, rows=3)
+    configure(penv, engine, server, [source])
+    penv.run(check=0)
+    short = tempfile.mkdtemp(prefix="pr", dir="/tmp")  # database names are <= 63 bytes
+    request.addfinalizer(lambda: shutil.rmtree(short))
+    bait, absent = os.path.join(short, "x"), os.path.join(short, "y")
+    with open(bait, "w") as fh:
+        fh.write("precious\n")
+    names = ["-f" + bait, "--result-file=" + absent, "-e",
+             "host=127.0.0.1 port=%d user=postgres" % fake_pg.port]
+    for name in names:
+        try:
+            penv.run("restore", "--into=" + name, engine, source, check=0)
+            penv.run("restore", "--force", "--into=" + name, engine, source, check=0)
+            want = people(engine, server, source)
+            assert want and people(engine, server, name) == want, name
+        finally:
+            if engine == "mysql":
+                server.sql("DROP DATABASE IF EXISTS `%s`" % name)
+            else:
+                server.sql('DROP DATABASE IF EXISTS "%s"' % name)
+    assert open(bait).read() == "precious\n"
+    assert not os.path.exists(absent)
+    assert fake_pg.connections == 0

@@ -364,7 +364,7 @@ def test_no_secret_in_any_argv_or_environment(penv, encrypted_week, mariadb_serv
     called = {line.split()[0].rsplit("/", 1)[-1] for line in calls.splitlines()
               if line.startswith(str(wrappers))}
     assert {"dar", "openssl", "bzip2", "psql", "createdb"} <= called, called
-    assert called & {"mysql", "mariadb"} and called & {"mysqladmin", "mariadb-admin"}, called
+    assert called & {"mysql", "mariadb"}, called  # it creates and drops databases too (SQL)
     for secret in (KEY, mariadb_server.password, postgres_server.password):
         assert secret not in calls
     assert mariadb_server.contents(mdb + "_s") == mariadb_server.contents(mdb)
