@@ -111,9 +111,6 @@ class Spec:
         self.check, self.kind, self.args, self.kwargs = check, kind, list(args), dict(kwargs)
         self.has_default = default is not None
 
-    def __getitem__(self, i):  # (kind, has_default) as a tuple, for older callers
-        return (self.kind, self.has_default, self.check)[i]
-
 
 _SPEC_CACHE = {}
 
@@ -667,7 +664,7 @@ def local_weekdays():
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}")
-_SERVER = re.compile(r"[A-Za-z0-9_.:%\[\]-]{1,255}")  # a host name, IPv4 or IPv6 address
+_SERVER = re.compile(r"[A-Za-z0-9_.:%-]{1,255}")  # a host name, IPv4 or IPv6 address (no brackets)
 
 
 def server_problem(settings, name, role=None):

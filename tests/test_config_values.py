@@ -295,3 +295,13 @@ def test_check_warns_of_what_the_run_would_skip_or_fail(penv, tmp_path):
         % (penv.config_path, tmp_path / "gone")])
     proc = penv.run()
     assert proc.returncode == 1  # the run fails as check said
+
+
+def test_host_settings_take_names_and_addresses(penv):
+    penv.write(UPLOAD_MODULES=["ssh"], SSH_DIR="/x", SSH_HOST="::1", SMTP_HOST="mail.example.org")
+    penv.run("check", check=0)
+    for bad in ("[::1]", "host name", "host\tname", "h\u00f6st", "a;b", "-x"):
+        penv.write(SSH_HOST=bad)
+        proc = penv.run("check")
+        assert errors(proc) == ["%s: SSH_HOST=%r: must be a host name or an IP address (letters, digits, "
+                                "'.', '-', ':')" % (penv.config_path, bad)], bad
