@@ -360,6 +360,7 @@ def _evaluate(argv, env, timeout):
                 proc.kill()
         with contextlib.suppress(Exception):
             proc.wait(5)
+        _kill_marked(env)
         sel.close()
         proc.stdout.close()
         proc.stderr.close()
@@ -370,6 +371,38 @@ def _kill_group(pgid):
     import signal
     with contextlib.suppress(OSError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+_MARK = "__packrat_run"  # in the environment of the config's bash (shellconf.sh skips __packrat_*)
+
+
+def _kill_marked(env):
+    """Kill what the config started and moved out of its process group
+    (``setsid sleep 60 &``, a daemon): every process that still carries
+    this evaluation's mark in its environment. A few passes, for a process
+    forked while the previous pass ran."""
+    import signal
+    mark = env.get(_MARK)
+    if not mark:
+        return
+    needle = ("%s=%s" % (_MARK, mark)).encode() + b"\0"
+    me = os.getpid()
+    for _ in range(3):
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                with open("/proc/%s/environ" % entry, "rb") as fh:
+                    marked = needle in (fh.read() + b"\0")
+            except OSError:
+                continue
+            if marked:
+                found = True
+                with contextlib.suppress(OSError):
+                    os.kill(int(entry), signal.SIGKILL)
+        if not found:
+            return
 
 
 def _records(data):
@@ -429,7 +462,8 @@ def read_shell(path):
     secret_lines, secret_words = _secret_lines(text)
 
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-           "HOME": os.environ.get("HOME", "/root"), "LC_ALL": "C.UTF-8"}
+           "HOME": os.environ.get("HOME", "/root"), "LC_ALL": "C.UTF-8",
+           _MARK: os.urandom(8).hex()}
     timeout = config_timeout()
     out_fd, out_path = tempfile.mkstemp(prefix="conf-", dir=execute.private_dir())
     os.close(out_fd)
@@ -493,12 +527,42 @@ def read_shell(path):
                         "trap set in the file?)" % (path, code))
     if problems:
         error = ConfigError(problems)
-        error.values = values  # what the file defined before it failed (ADMIN_EMAIL, SMTP)
+        # what the file defined before it failed (ADMIN_EMAIL, SMTP), for the
+        # failure mail; where bash never reached them (a hang, exec, an early
+        # exit), their plain literal assignments in the file
+        error.values = dict(values)
+        for name, value in _literal_mail_settings(text).items():
+            error.values.setdefault(name, value)
         raise error
     warn_if_readable(path, defined)
     warnings = [shown("%s: printed while it was read: %s" % (path, line))
                 for line in stdout.decode("utf-8", "replace").splitlines() if line.strip()][:5]
     return values, warnings
+
+
+_MAIL_SETTINGS = ("ADMIN_EMAIL", "MAIL_FROM", "HOSTNAME", "SMTP_HOST", "SMTP_PORT", "SMTP_TLS",
+                  "SMTP_CA", "SMTP_USER", "SMTP_PASS")
+_LITERAL = re.compile(r"[ \t]*(?:export[ \t]+)?(%s)=(.*)$" % "|".join(_MAIL_SETTINGS))
+
+
+def _literal_mail_settings(text):
+    """The mail settings a config assigns as plain literals (``NAME=value``
+    alone on a line, quoted or not, no expansion), the last one of each:
+    what the failure mail of a config whose evaluation never finished can
+    still use. Nothing is run."""
+    import shlex
+    found = {}
+    for line in text.split("\n"):
+        m = _LITERAL.match(line)
+        if not m or any(c in m.group(2) for c in "$`\\;&|<>(){}"):
+            continue
+        try:
+            words = shlex.split(m.group(2), comments=True)
+        except ValueError:
+            continue
+        if len(words) <= 1:
+            found[m.group(1)] = words[0] if words else ""
+    return found
 
 
 def _bash_message(line, path):

@@ -1,0 +1,105 @@
+"""Acceptance of issue 12 ("every failure survived and explained"), tried
+through the real packrat command as an operator's bad night would: what
+the audit found still failing, each with the fix's test.
+
+- A background job that the config moves out of its process group
+  (``setsid sleep &``) does not outlive the evaluation either.
+- A config whose evaluation never finishes (a hang, ``exec``) stops the
+  nightly run with a configuration error that is mailed too, to the
+  ADMIN_EMAIL the file sets (bash never reported it back).
+"""
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import PACKRAT
+
+
+def run_nightly(penv, env=None):
+    """An unattended nightly run (no terminal: the configuration error is mailed)."""
+    penv.write()
+    full = dict(os.environ, PACKRAT_DATE="20261126", **(env or {}))
+    return subprocess.run([sys.executable, PACKRAT, "-c", str(penv.config_path)],
+                          capture_output=True, text=True, env=full, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def processes_with(word):
+    """Pids whose command line holds ``word``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                if word.encode() in fh.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("start", ["setsid sleep %s &", "(setsid sleep %s &)",
+                                   "setsid -f sleep %s", "sleep %s &"])
+def test_a_job_the_config_moves_out_of_its_group_does_not_outlive_packrat(penv, start):
+    # a unique duration names the job (1000.xxx seconds)
+    duration = "1000.%d" % (uuid.uuid4().int % 10 ** 9)
+    penv.extra = start % duration + "\n"
+    proc = penv.run("check")
+    try:
+        assert proc.returncode == 0, proc.stderr
+        deadline = time.monotonic() + 3
+        while processes_with("sleep\0" + duration) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_with("sleep\0" + duration) == []
+    finally:
+        for pid in processes_with("sleep\0" + duration):
+            os.kill(pid, 9)
+
+
+@pytest.mark.parametrize("extra, said", [
+    ("sleep 100\n", "took longer than 1 seconds"),
+    ("while :; do :; done\n", "took longer than 1 seconds"),
+    ("exec /bin/true\n", "does it call exec"),
+    ("exec sleep 100\n", "took longer than 1 seconds"),
+])
+def test_a_config_that_never_finishes_is_mailed_on_a_nightly_run(penv, extra, said):
+    penv.settings["SMTP_PASS"] = "smtp-secret-12"  # read from the file, masked
+    penv.settings["SMTP_USER"] = ""
+    penv.extra = extra
+    started = time.monotonic()
+    proc = run_nightly(penv, {"PACKRAT_CONFIG_TIMEOUT": "1"})
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert said in proc.stderr
+    assert len(penv.mails()) == 1
+    msg = penv.smtp.messages[0]
+    assert msg["To"] == "admin@example.org"
+    body = penv.smtp.bodies()[0]
+    assert said in body and "smtp-secret-12" not in body + proc.stderr + proc.stdout
+
+
+def test_a_config_that_exits_on_its_first_line_is_mailed_to_its_admin(penv):
+    """``exit 0`` before any setting: bash defined nothing, the file's
+    literal ADMIN_EMAIL still gets the mail."""
+    penv.write()
+    text = penv.config_path.read_text()
+    penv.config_path.write_text("exit 0\n" + text)
+    env = dict(os.environ, PACKRAT_DATE="20261126")
+    proc = subprocess.run([sys.executable, PACKRAT, "-c", str(penv.config_path)],
+                          capture_output=True, text=True, env=env, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and "line 1: the file exited before its end" in proc.stderr
+    assert len(penv.mails()) == 1
+    assert penv.smtp.messages[0]["To"] == "admin@example.org"
+
+
+def test_check_of_a_config_that_hangs_is_not_mailed(penv):
+    penv.extra = "sleep 100\n"
+    proc = penv.run("check", env={"PACKRAT_CONFIG_TIMEOUT": "1"})
+    assert proc.returncode == 1 and "took longer than 1 seconds" in proc.stderr
+    assert penv.mails() == []
