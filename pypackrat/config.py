@@ -577,7 +577,13 @@ def _ini_lines(path):
     """The lines of one modules.d file, or raise ValueError with the reason
     it cannot be read as text. Whole-line ``;`` comments (the INI habit)
     are comments, as ``#`` ones."""
-    with open(path, "rb") as fh:
+    import stat
+    # O_NONBLOCK: a FIFO or device planted under a *.conf name must not hang
+    # the run; only a regular file is read
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file; modules.d holds plain text files only")
         data = fh.read()
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ValueError("the file is UTF-16 text; save it as UTF-8")

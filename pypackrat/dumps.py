@@ -179,16 +179,16 @@ def requirements(settings, module, programs):
     for names in programs:
         if not any(shutil.which(n) for n in names):
             alternatives = " (or %s)" % ", ".join(names[1:]) if len(names) > 1 else ""
-            problems.append("the %s module needs %s%s, which is not installed (not found in PATH)"
-                            % (module, names[0], alternatives))
+            problems.append("%s: the %s module needs %s%s, which is not installed (not found in PATH)"
+                            % (where(settings, "BACKUP_MODULES"), module, names[0], alternatives))
     compressor = settings["COMPRESSOR"]
     name = COMPRESSORS[compressor][0][0]
     if not shutil.which(name):
-        problems.append("the %s module needs %s (COMPRESSOR=%s, %s), which is not installed "
-                        "(not found in PATH)" % (module, name, compressor, where(settings, "COMPRESSOR")))
+        problems.append("%s: the %s module needs %s (COMPRESSOR=%s), which is not installed "
+                        "(not found in PATH)" % (where(settings, "COMPRESSOR"), module, name, compressor))
     if settings["ENCRYPTION_KEY"] and not shutil.which("openssl"):
-        problems.append("the %s module needs openssl (ENCRYPTION_KEY is set), which is not installed "
-                        "(not found in PATH)" % module)
+        problems.append("%s: the %s module needs openssl (ENCRYPTION_KEY is set), which is not "
+                        "installed (not found in PATH)" % (where(settings, "BACKUP_MODULES"), module))
     return problems
 
 

@@ -371,7 +371,7 @@ def secret_file(content, name="secret"):
     fd, path = tempfile.mkstemp(prefix=name + "-", dir=private_dir())
     try:
         os.fchmod(fd, 0o600)
-        os.write(fd, content.encode() if isinstance(content, str) else content)
+        os.write(fd, content.encode("utf-8", "surrogateescape") if isinstance(content, str) else content)
         os.close(fd)
         yield path
     finally:
@@ -399,7 +399,7 @@ def secret_fd(content):
     """An inheritable descriptor holding ``content`` (a memory file, nothing on
     disk, mode 0600), for ``-pass fd:N`` or ``/dev/fd/N``; closed when the
     block ends. Pass it to commands with ``pass_fds``."""
-    fd = _memory_file(content.encode() if isinstance(content, str) else content)
+    fd = _memory_file(content.encode("utf-8", "surrogateescape") if isinstance(content, str) else content)
     try:
         yield fd
     finally:
@@ -417,7 +417,7 @@ def secret_path(content, name="secret"):
     the path, so it works in place of a file path (``--defaults-file=``,
     ``PGPASSFILE``). Where memory files do not exist, a 0600 file of
     ``secret_file``."""
-    data = content.encode() if isinstance(content, str) else content
+    data = content.encode("utf-8", "surrogateescape") if isinstance(content, str) else content
     try:
         fd = _memory_file(data)
     except (AttributeError, OSError):

@@ -194,3 +194,13 @@ def test_secret_in_a_file_others_can_read_is_a_warning(penv):
 def test_is_secret_is_the_one_rule(name, secret):
     from pypackrat import config
     assert config.is_secret(name) is secret
+
+
+def test_a_fifo_under_a_conf_name_in_modules_d_does_not_hang_check(penv):
+    """A FIFO (or device) named x.conf in modules.d is refused at once, not read."""
+    os.mkfifo(str(penv.modules_d / "x.conf"), 0o600)
+    penv.write()
+    proc = penv.run("check", timeout=30)
+    assert proc.returncode == 1
+    assert "x.conf: not a regular file" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -126,7 +126,7 @@ def run_with_path(penv, path, *args):
 
 
 @pytest.mark.parametrize("missing,line", [
-    (("bzip2",), "the mysql module needs bzip2 (COMPRESSOR=bzip2, "),
+    (("bzip2",), "the mysql module needs bzip2 (COMPRESSOR=bzip2), which is not installed"),
     (("mysqldump", "mariadb-dump"), "the mysql module needs mysqldump (or mariadb-dump), which is not installed"),
 ])
 def test_missing_program_fails_the_module_not_the_night(penv, mariadb_server, tmp_path, missing, line):
@@ -169,12 +169,13 @@ def test_requirements_list_missing_programs(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", path_without(tmp_path, "bzip2", "pg_dumpall", "openssl"))
     settings = Settings(COMPRESSOR="bzip2", ENCRYPTION_KEY="k", MYSQL_TARGETS=["db"], MYSQL_EXCLUDE=[],
                         POSTGRESQL_TARGETS=["__ALL__"], POSTGRESQL_EXCLUDE=[], POSTGRESQL_PASS="", DB_SPLIT_ALL=False)
+    conf = "/etc/packrat/packrat.conf: "  # each line names the file to edit first
     assert mysql.requirements(settings) == [
-        "the mysql module needs bzip2 (COMPRESSOR=bzip2, /etc/packrat/packrat.conf), which is not "
-        "installed (not found in PATH)",
-        "the mysql module needs openssl (ENCRYPTION_KEY is set), which is not installed (not found in PATH)"]
+        conf + "the mysql module needs bzip2 (COMPRESSOR=bzip2), which is not installed (not found in PATH)",
+        conf + "the mysql module needs openssl (ENCRYPTION_KEY is set), which is not installed "
+        "(not found in PATH)"]
     lines = postgresql.requirements(settings)
-    assert lines[0] == "the postgresql module needs pg_dumpall, which is not installed (not found in PATH)"
+    assert lines[0] == conf + "the postgresql module needs pg_dumpall, which is not installed (not found in PATH)"
     assert len(lines) == 3
     assert mysql.check(settings) == [] and postgresql.check(settings) == []
 
@@ -197,3 +198,15 @@ def test_pipeline_starts_nothing_when_a_program_is_missing(tmp_path):
         execute.pipeline([["touch", str(mark)], ["no-such-program-packrat-test"]], os.devnull)
     assert str(failed.value) == "no-such-program-packrat-test is not installed (not found in PATH)"
     assert not mark.exists()
+
+
+def test_secrets_with_bytes_that_are_not_utf8_reach_programs_as_those_bytes():
+    """A password read from the config with undecodable bytes (kept as
+    surrogates) goes into the memory file as the original bytes."""
+    from pypackrat import execute
+    secret = b"pa\xffss".decode("utf-8", "surrogateescape")
+    with execute.secret_fd(secret) as fd:
+        assert os.read(fd, 100) == b"pa\xffss"
+    with execute.secret_path(secret) as path:
+        with open(path, "rb") as fh:
+            assert fh.read() == b"pa\xffss"
