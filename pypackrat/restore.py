@@ -120,7 +120,8 @@ def work_dir(ctx, where=None):
     parent = where or ctx.backup_dir
     if not os.path.isdir(parent):
         parent = None
-    path = tempfile.mkdtemp(prefix=execute.TEMP_PREFIX + "restore-", dir=parent)
+    # the PID in the name: the next nightly run sweeps it if this one is killed
+    path = tempfile.mkdtemp(prefix="%s%d-restore-" % (execute.TEMP_PREFIX, os.getpid()), dir=parent)
     os.chmod(path, 0o700)
     try:
         yield path
