@@ -272,6 +272,7 @@ def _stream(argv, capture=False):
                                 preexec_fn=execute.die_with_parent())
     except OSError as exc:
         raise PackratError("cannot start %s: %s" % (argv[0], exc.strerror))
+    guard = _guard(proc.pid)
     sinks = {proc.stdout: _Masked(sys.stdout, capture), proc.stderr: _Masked(sys.stderr)}
     sel = selectors.DefaultSelector()
     try:
@@ -302,10 +303,47 @@ def _stream(argv, capture=False):
         proc.wait()
         raise
     finally:
+        _release(guard)
         sel.close()
         proc.stdout.close()
         proc.stderr.close()
     return code, bytes(sinks[proc.stdout].kept).decode("utf-8", "replace")
+
+
+# A module's shell dies with packrat (PR_SET_PDEATHSIG), but what it starts
+# does not: the kernel clears that request in every child it forks, so a
+# `mysqldump > file` or a subshell of the module would go on after a
+# SIGKILL of packrat, and write its file out in full. The guard is a small
+# shell outside the module's process group that waits on a pipe from
+# packrat: at end of file (packrat gone, however it died) it kills the
+# whole group; told "done" (the module's function returned), it just exits.
+_GUARD = 'read -r line; [ "$line" = done ] || kill -9 -"$1" 2>/dev/null; exit 0'
+
+
+def _guard(pgid):
+    import subprocess
+    try:
+        return subprocess.Popen(["sh", "-c", _GUARD, "packrat-guard", str(pgid)],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, close_fds=True, process_group=0)
+    except OSError as exc:
+        log.verbose("no guard for the module's processes: %s" % exc)
+        return None
+
+
+def _release(guard):
+    import subprocess
+    if guard is None:
+        return
+    with contextlib.suppress(OSError):
+        guard.stdin.write(b"done\n")
+    with contextlib.suppress(OSError):
+        guard.stdin.close()
+    try:
+        guard.wait(5)
+    except subprocess.TimeoutExpired:
+        guard.kill()
+        guard.wait()
 
 
 def _fail(role, name, path, function, outcome):

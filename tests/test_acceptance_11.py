@@ -1,6 +1,7 @@
 """Acceptance checks of issue 11 that the first round left open, each played
 as the attacker or the accident it is about, through the real ``packrat``
 command."""
+import contextlib
 import datetime
 import os
 import shutil
@@ -142,3 +143,49 @@ def test_restore_into_a_hostile_name(penv, engine, request, tmp_path, fake_pg):
     assert open(bait).read() == "precious\n"
     assert not os.path.exists(absent)
     assert fake_pg.connections == 0
+
+
+# -- a killed run: what a Bash module started dies too -----------------------------
+
+def _cmdlines_with(word):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                if word.encode() in fh.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_sigkill_stops_what_a_bash_module_started(penv):
+    """A Bash backup module writes its archive from a subshell (as a
+    ``mysqldump > file`` would, in a process of its own). packrat is killed
+    with SIGKILL: the module's shell dies with it, and so must every process
+    the module started, at once: the file stops growing."""
+    out = penv.backup_dir / "grows"
+    tick = "0.0517"  # a mark of the module's processes
+    module = penv.module_path / "slow.sh"
+    module.write_text('mod_slow() { ( while :; do echo x >> %s; sleep %s; done ); }\n' % (out, tick))
+    module.chmod(0o644)
+    penv.write(BACKUP_MODULES=["slow"])
+    proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (out.exists() and out.stat().st_size > 8):
+            assert proc.poll() is None and time.monotonic() < deadline, "the module did not start"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    time.sleep(0.5)
+    size = out.stat().st_size
+    left = _cmdlines_with("sleep\0" + tick)
+    time.sleep(0.5)
+    for pid in _cmdlines_with("sleep\0" + tick):  # the test's own cleanup, by pid
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert out.stat().st_size == size, "the module's subshell kept writing after packrat died"
+    assert not left
