@@ -11,6 +11,7 @@ order, so settings can move out of the Bash file one module at a time.
 Every problem is collected and reported at once, one line each, with the
 setting's name and the file it came from.
 """
+import bisect
 import contextlib
 import glob
 import os
@@ -266,30 +267,62 @@ def warn_if_readable(path, names):
 
 # -- the config file ------------------------------------------------------------------
 
-_ASSIGN = re.compile(r"(?:^|[\s;&|({])(?:(?:export|declare|typeset|readonly|local)\s+(?:-\w+\s+)*)?"
-                     r"([A-Za-z_][A-Za-z0-9_]*)(?:\[[^]]*\])?\+?=(.*)$", re.M)
+_ASSIGN = re.compile(r"(?:^|(?<=[\s;&|({]))(?:(?:export|declare|typeset|readonly|local)\s+(?:-\w+\s+)*)?"
+                     r"([A-Za-z_][A-Za-z0-9_]*)(?:\[[^]]*\])?\+?=", re.M)
+
+
+def _statement_end(text, i):
+    """Where the shell statement whose words start at ``i`` ends: the first
+    newline outside quotes and not escaped by a backslash (a quoted value
+    may span lines, and so may a line that ends with a backslash)."""
+    quote = None
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if quote == "'":
+            if c == "'":
+                quote = None
+        elif c == "\\":
+            i += 1  # the next character is taken as it is (a newline: the line goes on)
+        elif quote == '"':
+            if c == '"':
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c == "\n":
+            return i
+        i += 1
+    return n
 
 
 def _secret_lines(text):
     """({line number: setting}, words) for the lines of the file that
-    assign a secret: bash's messages about those lines are not shown, and
-    the words of the value are masked wherever they appear (an unquoted
-    ``ENCRYPTION_KEY=correct horse battery`` defines nothing, but makes bash
-    complain about ``horse``)."""
+    assign a secret, every line of the statement (a quoted value or a
+    backslash continuation goes on over several lines; a statement may
+    assign something else first): bash's messages about those lines are
+    not shown, and the words of the value are masked wherever they appear
+    (an unquoted ``ENCRYPTION_KEY=correct horse battery`` defines nothing,
+    but makes bash complain about ``horse``)."""
     lines, words = {}, set()
-    for number, line in enumerate(text.split("\n"), 1):
-        for m in _ASSIGN.finditer(line):
-            if not is_secret(m.group(1)):
-                continue
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    for m in _ASSIGN.finditer(text):
+        if not is_secret(m.group(1)):
+            continue
+        first = bisect.bisect_right(starts, m.start())
+        if text[starts[first - 1]:m.start()].lstrip().startswith("#"):
+            continue  # a comment
+        end = _statement_end(text, m.end())
+        last = bisect.bisect_right(starts, max(end - 1, m.start()))
+        for number in range(first, last + 1):
             lines[number] = m.group(1)
-            value = m.group(2).strip()
-            if value:
-                words.add(value)
-                for quote in ("'", '"'):
-                    words.add(value.strip(quote))
-            for word in re.split(r"[\s'\"();&|<>`$]+", value):
-                if len(word) >= 3:
-                    words.add(word)
+        value = text[m.end():end].strip()
+        if value:
+            words.add(value)
+            for quote in ("'", '"'):
+                words.add(value.strip(quote))
+        for word in re.split(r"[\s'\"();&|<>`$\\]+", value):
+            if len(word) >= 3:
+                words.add(word)
     return lines, {w for w in words if w}
 
 

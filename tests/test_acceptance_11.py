@@ -189,3 +189,30 @@ def test_sigkill_stops_what_a_bash_module_started(penv):
             os.kill(pid, signal.SIGKILL)
     assert out.stat().st_size == size, "the module's subshell kept writing after packrat died"
     assert not left
+
+
+# -- the unquoted key, spelt over several lines or after another command ------------
+
+@pytest.mark.parametrize("line", [
+    'ENCRYPTION_KEY="correct\nh0rse" b4ttery st4ple',      # a quoted part over two lines
+    'ENCRYPTION_KEY=correct\\\nh0rse b4ttery st4ple',        # a backslash continuation
+    'HOSTNAME=testhost; ENCRYPTION_KEY=correct b4ttery st4ple',  # after another assignment
+    'true && ENCRYPTION_KEY=correct b4ttery st4ple',
+])
+def test_unquoted_key_in_other_spellings(penv, tmp_path, line):
+    """The unquoted key, written so that bash's complaint lands on a line
+    after the one that starts the assignment, or on a line that assigns
+    something else first: exit 1, no archive, and no word of the key in the
+    output or the mail (before: 'line N: b4ttery: command not found')."""
+    target = tmp_path / "etc"
+    target.mkdir()
+    (target / "shadow").write_text("root:$6$x:19000::::::\n")
+    penv.settings.update(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)])
+    penv.extra = line + "\n"
+    proc = penv.run()
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "ENCRYPTION_KEY" in proc.stderr
+    assert os.listdir(penv.backup_dir) == []
+    shown = proc.stdout + proc.stderr + "".join(str(m) for m in penv.mails())
+    for word in ("h0rse", "b4ttery", "st4ple"):
+        assert word not in shown, (word, shown)
