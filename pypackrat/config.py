@@ -295,6 +295,22 @@ def _statement_end(text, i):
     return n
 
 
+# NAME=value where NAME is no shell name (S3_SECRET-KEY=..., a slip of the
+# keyboard): bash runs it as a command and its message repeats the value
+_LOOSE_ASSIGN = re.compile(r"(?:^|(?<=[\s;&|({]))([A-Za-z0-9_][^\s=;&|()'\"`$<>\\]*)=", re.M)
+
+
+def _assignments(text):
+    """(match, setting name) of every assignment, and of every word that
+    looks like one with a name that is not a shell name (its odd characters
+    read as '_', so S3_SECRET-KEY is taken as S3_SECRET_KEY)."""
+    for m in _ASSIGN.finditer(text):
+        yield m, m.group(1)
+    for m in _LOOSE_ASSIGN.finditer(text):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", m.group(1)):
+            yield m, re.sub(r"\W", "_", m.group(1))
+
+
 def _secret_lines(text):
     """({line number: setting}, words) for the lines of the file that
     assign a secret, every line of the statement (a quoted value or a
@@ -305,8 +321,8 @@ def _secret_lines(text):
     but makes bash complain about ``horse``)."""
     lines, words = {}, set()
     starts = [0] + [m.end() for m in re.finditer("\n", text)]
-    for m in _ASSIGN.finditer(text):
-        if not is_secret(m.group(1)):
+    for m, name in _assignments(text):
+        if not is_secret(name):
             continue
         first = bisect.bisect_right(starts, m.start())
         if text[starts[first - 1]:m.start()].lstrip().startswith("#"):

@@ -103,3 +103,16 @@ def test_check_of_a_config_that_hangs_is_not_mailed(penv):
     proc = penv.run("check", env={"PACKRAT_CONFIG_TIMEOUT": "1"})
     assert proc.returncode == 1 and "took longer than 1 seconds" in proc.stderr
     assert penv.mails() == []
+
+
+@pytest.mark.parametrize("line", ["S3_SECRET-KEY=key-word-913", "MYSQL-PASS=key-word-913",
+                                  "S3_SECRET_KE/Y=key-word-913", "export FTP.PASS=key-word-913"])
+def test_a_secret_under_a_name_bash_does_not_take_is_not_shown(penv, line):
+    """A slip in a secret's name makes bash run the line as a command, and
+    its message ('S3_SECRET-KEY=...: command not found') repeats the value."""
+    penv.extra = line + "\n"
+    for args in (["check"], ["-n"]):
+        proc = penv.run(*args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert "key-word-913" not in proc.stdout + proc.stderr
+        assert "its message is not shown" in proc.stderr
