@@ -9,6 +9,7 @@ Bash modules passes through ``mask_bytes()``.
 Values may hold bytes that are not UTF-8 (they arrive as surrogate escapes):
 they are written back as the bytes they were, never a UnicodeEncodeError.
 """
+import re
 import sys
 
 _secrets = set()
@@ -27,12 +28,25 @@ def _ordered(extra=()):
     return sorted(_secrets.union(s for s in extra if s), key=len, reverse=True)
 
 
+# control characters other than newline and tab: a name from a remote
+# listing or a database server could hold terminal escape sequences
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text):
+    """``text`` with control characters (but newline and tab) written as
+    ``\\xNN``: a hostile name (a remote file named with ESC sequences)
+    never drives the admin's terminal."""
+    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+
+
 def mask(text, extra=()):
-    """``text`` with every secret (and each of ``extra``) replaced by ****."""
+    """``text`` with every secret (and each of ``extra``) replaced by ****,
+    and its control characters made visible (``printable``)."""
     text = str(text)
     for secret in _ordered(extra):
         text = text.replace(secret, "****")
-    return text
+    return printable(text)
 
 
 def secret_bytes():

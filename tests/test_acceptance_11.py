@@ -216,3 +216,26 @@ def test_unquoted_key_in_other_spellings(penv, tmp_path, line):
     shown = proc.stdout + proc.stderr + "".join(str(m) for m in penv.mails())
     for word in ("h0rse", "b4ttery", "st4ple"):
         assert word not in shown, (word, shown)
+
+
+# -- names from a remote never drive the admin's terminal ----------------------------
+
+def test_list_shows_escape_sequences_of_planted_names_harmlessly(penv, request):
+    """Someone who can write to the share plants files whose names hold
+    terminal escape sequences (ESC, BEL, CSI): `packrat list` shows them
+    with the control characters written out, never raw."""
+    import pathlib
+    nas = pathlib.Path(tempfile.mkdtemp(prefix="packrat-nas-", dir="/tmp"))  # nobody reaches it
+    request.addfinalizer(lambda: shutil.rmtree(nas))
+    nas.chmod(0o1777)
+    planted = ["testhost-postgresql-app\x1b]0;owned\x07\x1b[2J-%s.sql.bz2" % TODAY,
+               "testhost-mysql-shop\x9b31m-%s.sql.bz2" % TODAY]
+    for name in planted:
+        subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        "touch", str(nas / name)], check=True)
+    penv.write(UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas))
+    proc = penv.run("list", check=0)
+    shown = proc.stdout + proc.stderr
+    assert "owned" in shown and "\\x1b]0;owned\\x07" in shown, shown
+    for control in ("\x1b", "\x07", "\x9b"):
+        assert control not in shown
