@@ -1021,5 +1021,5 @@ def effective(settings):
             shown = "(unset)"
         else:
             shown = repr(value) if isinstance(value, str) else str(value)
-        lines.append("%s=%s    # %s" % (name, shown, settings.origin.get(name, "default")))
+        lines.append("%s=%s    # %s" % (name, shown, settings.where(name)))
     return lines

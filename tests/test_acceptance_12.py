@@ -116,3 +116,10 @@ def test_a_secret_under_a_name_bash_does_not_take_is_not_shown(penv, line):
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert "key-word-913" not in proc.stdout + proc.stderr
         assert "its message is not shown" in proc.stderr
+
+
+def test_check_names_the_origin_of_a_default_as_the_built_in_default(penv):
+    proc = penv.run("check", check=0)
+    assert "SSH_PORT=22    # the built-in default" in proc.stdout.splitlines()
+    assert "BACKUP_DIR='%s'    # %s" % (penv.backup_dir, penv.config_path) in proc.stdout.splitlines()
+    assert not any(line.endswith("# default") for line in proc.stdout.splitlines())
