@@ -123,3 +123,21 @@ def test_check_names_the_origin_of_a_default_as_the_built_in_default(penv):
     assert "SSH_PORT=22    # the built-in default" in proc.stdout.splitlines()
     assert "BACKUP_DIR='%s'    # %s" % (penv.backup_dir, penv.config_path) in proc.stdout.splitlines()
     assert not any(line.endswith("# default") for line in proc.stdout.splitlines())
+
+
+def test_verify_without_dar_says_so_once(penv, tmp_path):
+    from tests.test_missing_tools import shadow_path
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_text("a\n")
+    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(tree)], ENCRYPTION_KEY="verify-key-12")
+    for day in ("20261122", "20261123"):
+        penv.run(date=day, check=0, stdin=subprocess.DEVNULL)
+    penv.smtp.clear()
+    env = dict(os.environ, PATH=shadow_path(tmp_path, ["dar"]), PACKRAT_DATE="20261123")
+    proc = subprocess.run([sys.executable, PACKRAT, "-c", str(penv.config_path), "verify", "--sample", "1"],
+                          capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert [l for l in proc.stderr.splitlines() if "not installed" in l or "dar exited" in l] == [
+        "  dar is not installed (not found in PATH): 2 archive(s) not tested"]
+    assert len(penv.mails()) == 1
