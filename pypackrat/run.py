@@ -363,7 +363,12 @@ def nightly(ctx):
     settings, options = ctx.settings, ctx.options
     errors = []
     if not ctx.dry_run and not os.path.isdir(ctx.backup_dir):
-        os.makedirs(ctx.backup_dir, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(ctx.backup_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:  # nothing can be made nor purged: one line, mailed
+            _fail(errors, "%s: BACKUP_DIR=%s cannot be created: %s"
+                  % (settings.where("BACKUP_DIR"), ctx.backup_dir, exc.strerror or exc))
+            return errors
     if not ctx.dry_run:  # what runs killed before their end left: .packrat-tmp-PID-*, private dirs
         execute.sweep_stale(ctx.backup_dir)
 

@@ -141,3 +141,12 @@ def test_verify_without_dar_says_so_once(penv, tmp_path):
     assert [l for l in proc.stderr.splitlines() if "not installed" in l or "dar exited" in l] == [
         "  dar is not installed (not found in PATH): 2 archive(s) not tested"]
     assert len(penv.mails()) == 1
+
+
+def test_a_backup_dir_that_cannot_be_created_is_named_not_the_lock(penv):
+    penv.settings["BACKUP_DIR"] = "/proc/packrat-backups"
+    proc = run_nightly(penv)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == ["%s: BACKUP_DIR=/proc/packrat-backups cannot be created: No such "
+                                        "file or directory" % penv.config_path]
+    assert len(penv.mails()) == 1 and "BACKUP_DIR=/proc/packrat-backups" in penv.smtp.bodies()[0]
