@@ -120,6 +120,8 @@ def work_dir(ctx, where=None):
     parent = where or ctx.backup_dir
     if not os.path.isdir(parent):
         parent = None
+    elif where:
+        _trusted_place(where, "--work-dir")
     # the PID in the name: the next nightly run sweeps it if this one is killed
     path = tempfile.mkdtemp(prefix="%s%d-restore-" % (execute.TEMP_PREFIX, os.getpid()), dir=parent)
     os.chmod(path, 0o700)
@@ -144,7 +146,36 @@ def _relative(target, path):
     return "/".join(parts)
 
 
+def _trusted_place(path, what, holds_files=True):
+    """Refuse ``path`` (a directory root writes into) when another user owns
+    it or a directory above it, or can write to it: that user could put a
+    symbolic link where dar is about to write, and have root write through
+    it (into /etc). A symbolic link of another user's at ``path`` itself is
+    refused too: it could be pointed elsewhere during the restore."""
+    import stat
+    from pypackrat import config
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
+        raise PackratError("%s: refusing it (%s): it is a symbolic link of %s's, who could point "
+                           "it elsewhere while packrat writes as root; give the real path"
+                           % (path, what, config._owner_name(st.st_uid)))
+    problems = config.untrusted(path, "packrat writes into it as root (%s)" % what,
+                                holds_files=holds_files)
+    if problems:
+        raise PackratError(problems[0])
+
+
 def _check_destination(dest, force):
+    if os.path.lexists(dest):
+        _trusted_place(dest, "the restore's destination")
+    else:  # made by packrat, 0700, in the nearest directory there is (a sticky /tmp will do)
+        above = os.path.dirname(dest)
+        while not os.path.lexists(above):
+            above = os.path.dirname(above)
+        _trusted_place(above, "the directory of the restore's destination", holds_files=False)
     if os.path.lexists(dest) and not os.path.isdir(dest):
         raise PackratError("%s exists and is not a directory" % dest)
     if os.path.isdir(dest) and os.listdir(dest) and not force:
@@ -212,6 +243,8 @@ def restore_target(ctx, target, dest, day, source, host, files, force, work=None
                 catalog.require_encrypted(os.path.join(place, archive.base), key, archive.base)
             if not os.path.isdir(dest):
                 os.makedirs(dest, mode=0o700)
+            _trusted_place(dest, "the restore's destination")
+            dest = os.path.realpath(dest)  # a link of root's, resolved once
             for i, (archive, place) in enumerate(zip(chosen, places)):
                 log.verbose("%s restoring %s into %s" % (TAG, archive.base, dest))
                 args = ["-x", os.path.join(place, archive.base), "-R", dest, "-q"]

@@ -239,3 +239,43 @@ def test_list_shows_escape_sequences_of_planted_names_harmlessly(penv, request):
     assert "owned" in shown and "\\x1b]0;owned\\x07" in shown, shown
     for control in ("\x1b", "\x07", "\x9b"):
         assert control not in shown
+
+
+# -- restore never writes as root into a directory another user controls -------------
+
+@pytest.mark.parametrize("plant", ["directory", "symlink", "parent"])
+def test_restore_refuses_a_destination_another_user_controls(penv, request, tmp_path, plant):
+    """The admin restores /etc into /tmp/x. A local user got there first:
+    an empty directory of theirs (where they could plant links for dar to
+    write through, as root, while it restores), a link of theirs to a
+    directory of root's (which they could point elsewhere meanwhile), or
+    the directory above is theirs. The restore is refused, nothing is
+    written, and the message names the place."""
+    import pathlib
+    src = tmp_path / "etc"
+    src.mkdir()
+    (src / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(src)])
+    penv.run(check=0)
+    top = pathlib.Path(tempfile.mkdtemp(prefix="packrat-r-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(top))
+    top.chmod(0o1777)
+    victim = tmp_path / "root-only"
+    victim.mkdir()
+    dest = top / "x"
+    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    if plant == "directory":
+        subprocess.run(nobody + ["mkdir", str(dest)], check=True)
+    elif plant == "symlink":
+        subprocess.run(nobody + ["ln", "-s", str(victim), str(dest)], check=True)
+    else:
+        subprocess.run(nobody + ["mkdir", str(top / "home")], check=True)
+        dest = top / "home" / "x"
+    proc = penv.run("restore", src, dest)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "refusing" in proc.stderr and "nobody" in proc.stderr
+    assert os.listdir(victim) == []
+    assert not os.path.isdir(dest) or os.listdir(dest) == []
+    # a new directory of root's in the sticky /tmp-like directory is fine
+    penv.run("restore", src, top / "mine", check=0)
+    assert (top / "mine" / "passwd").read_text().startswith("root:")
