@@ -297,18 +297,21 @@ def _statement_end(text, i):
 
 # NAME=value where NAME is no shell name (S3_SECRET-KEY=..., a slip of the
 # keyboard): bash runs it as a command and its message repeats the value
-_LOOSE_ASSIGN = re.compile(r"(?:^|(?<=[\s;&|({]))([A-Za-z0-9_][^\s=;&|()'\"`$<>\\]*)=", re.M)
+_LOOSE_ASSIGN = re.compile(r"(?:^|(?<=[\s;&|{]))([^\s=;&|'\"`$<>\\]+)=", re.M)
 
 
 def _assignments(text):
     """(match, setting name) of every assignment, and of every word that
     looks like one with a name that is not a shell name (its odd characters
-    read as '_', so S3_SECRET-KEY is taken as S3_SECRET_KEY)."""
+    taken out or read as '_': S)3_SECRET-KEY is taken as S3_SECRETKEY and
+    S3_SECRET_KEY)."""
     for m in _ASSIGN.finditer(text):
         yield m, m.group(1)
     for m in _LOOSE_ASSIGN.finditer(text):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", m.group(1)):
-            yield m, re.sub(r"\W", "_", m.group(1))
+            for name in (re.sub(r"\W", "", m.group(1)), re.sub(r"\W", "_", m.group(1))):
+                if name:
+                    yield m, name
 
 
 def _secret_lines(text):
@@ -322,7 +325,7 @@ def _secret_lines(text):
     lines, words = {}, set()
     starts = [0] + [m.end() for m in re.finditer("\n", text)]
     for m, name in _assignments(text):
-        if not is_secret(name):
+        if not _looks_secret(name):  # MYSQL_PSS too: a slip of the keyboard
             continue
         first = bisect.bisect_right(starts, m.start())
         if text[starts[first - 1]:m.start()].lstrip().startswith("#"):
@@ -552,7 +555,9 @@ def read_shell(path):
             message = ("line %s: bash reports an error on the line that sets %s (its message is not "
                        "shown: it may hold part of the secret); is the value quoted?"
                        % (m.group(1), secret_lines[int(m.group(1))]))
-        problems.append(shown("%s: %s" % (path, message)))
+        problem = shown("%s: %s" % (path, message))
+        if problem not in problems:  # bash's syntax error is two lines on the same line
+            problems.append(problem)
     if len(lines) > _STDERR_LINES:
         problems.append("%s: ... and %d more lines on stderr" % (path, len(lines) - _STDERR_LINES))
     at = lambda line: ("line %s: " % line) if line else ""  # noqa: E731

@@ -106,7 +106,10 @@ def test_check_of_a_config_that_hangs_is_not_mailed(penv):
 
 
 @pytest.mark.parametrize("line", ["S3_SECRET-KEY=key-word-913", "MYSQL-PASS=key-word-913",
-                                  "S3_SECRET_KE/Y=key-word-913", "export FTP.PASS=key-word-913"])
+                                  "S3_SECRET_KE/Y=key-word-913", "export FTP.PASS=key-word-913",
+                                  "S)3_SECRET_KEY=key-word-913", "*SMTP_PASS=key-word-913",
+                                  "MYSQL_P]ASS='key-word-913 x'", "MYSQL_PSS=key-word-913 b c",
+                                  "FS_TARGETS=(/a) ENCRYPTION)KEY=key-word-913"])
 def test_a_secret_under_a_name_bash_does_not_take_is_not_shown(penv, line):
     """A slip in a secret's name makes bash run the line as a command, and
     its message ('S3_SECRET-KEY=...: command not found') repeats the value."""
@@ -116,6 +119,8 @@ def test_a_secret_under_a_name_bash_does_not_take_is_not_shown(penv, line):
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert "key-word-913" not in proc.stdout + proc.stderr
         assert "its message is not shown" in proc.stderr
+        lines = proc.stderr.splitlines()
+        assert len(lines) == len(set(lines))  # bash's two lines of a syntax error: one
 
 
 def test_check_names_the_origin_of_a_default_as_the_built_in_default(penv):
