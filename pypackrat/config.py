@@ -489,6 +489,47 @@ def _records(data):
     return values, end
 
 
+_DECLARATION = re.compile(r"(?:^|(?<=[\s;&|({]))(?:export|declare|typeset|readonly|local)(?=\s)", re.M)
+
+
+def _declared_words(text, path):
+    """Problems for ``export ENCRYPTION_KEY=correct horse battery`` and the
+    like (declare, typeset, readonly, local): bash reports nothing, takes
+    "correct" as the key and the other words as names of more variables, so
+    the backup would be made with a part of the key. The words themselves
+    are never shown."""
+    import shlex
+    problems = []
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    for m in _DECLARATION.finditer(text):
+        number = bisect.bisect_right(starts, m.start())
+        if text[starts[number - 1]:m.start()].lstrip().startswith("#"):
+            continue  # a comment
+        statement = text[m.end():_statement_end(text, m.end())]
+        try:
+            lexer = shlex.shlex(statement, posix=True, punctuation_chars=";&|")
+            lexer.whitespace_split = True
+            lexer.commenters = "#"
+            words = list(lexer)
+        except ValueError:
+            continue  # unbalanced quotes: bash says so itself
+        secret = None
+        for word in words:
+            if word and word[0] in ";&|":
+                break
+            name = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[[^]]*\])?\+?=", word)
+            if name and is_secret(name.group(1)):
+                value = word[name.end():]
+                secret = None if ("$(" in value or "`" in value) else name.group(1)
+            elif secret and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", word):
+                problems.append("%s: line %d: the value of %s is not quoted: bash cut it at the first "
+                                "space and took the words after it as names of more variables, so "
+                                "only a part of it would be used; quote it (%s=\"...\")"
+                                % (path, number, secret, secret))
+                break
+    return problems
+
+
 def read_shell(path):
     """Evaluate a Bash config file; return ({name: str|list}, warnings).
 
@@ -579,6 +620,7 @@ def read_shell(path):
     elif code != 0:
         problems.append("%s: the evaluation exited with status %d after the file was read (an EXIT "
                         "trap set in the file?)" % (path, code))
+    problems += _declared_words(text, path)
     if problems:
         error = ConfigError(problems)
         # what the file defined before it failed (ADMIN_EMAIL, SMTP), for the

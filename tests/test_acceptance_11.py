@@ -279,3 +279,29 @@ def test_restore_refuses_a_destination_another_user_controls(penv, request, tmp_
     # a new directory of root's in the sticky /tmp-like directory is fine
     penv.run("restore", src, top / "mine", check=0)
     assert (top / "mine" / "passwd").read_text().startswith("root:")
+
+
+@pytest.mark.parametrize("line", [
+    "export ENCRYPTION_KEY=correct h0rse b4ttery",
+    "declare -x ENCRYPTION_KEY=correct h0rse b4ttery",
+    "readonly ENCRYPTION_KEY=correct h0rse b4ttery",
+])
+def test_unquoted_key_after_export(penv, tmp_path, line):
+    """``export ENCRYPTION_KEY=correct horse battery``: bash says nothing, the
+    key would be "correct" alone, and "horse" and "battery" names of
+    variables. A configuration error (exit 1, no archive), words not shown;
+    a quoted value, or an export of several assignments, stays fine."""
+    target = tmp_path / "etc"
+    target.mkdir()
+    (target / "shadow").write_text("root:$6$x:19000::::::\n")
+    penv.settings.update(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)])
+    penv.extra = line + "\n"
+    proc = penv.run()
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "ENCRYPTION_KEY" in proc.stderr and "quote" in proc.stderr
+    assert os.listdir(penv.backup_dir) == []
+    shown = proc.stdout + proc.stderr + "".join(str(m) for m in penv.mails())
+    assert "h0rse" not in shown and "b4ttery" not in shown
+    penv.extra = 'export ENCRYPTION_KEY="correct h0rse b4ttery" OTHER=1\n'
+    penv.run(check=0)
+    assert len(os.listdir(penv.backup_dir)) == 1
