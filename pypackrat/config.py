@@ -312,6 +312,12 @@ def _assignments(text):
             for name in (re.sub(r"\W", "", m.group(1)), re.sub(r"\W", "_", m.group(1))):
                 if name:
                     yield m, name
+    # a secret setting's name with its '=' forgotten (ENCRYPTION_KEY"..."):
+    # bash's 'command not found' repeats the value glued to the name
+    names = sorted((n for n in _spec_types() if is_secret(n)), key=len, reverse=True)
+    glued = re.compile(r"(?:^|(?<=[\s;&|{]))(%s)(?=[^\s=\[+])" % "|".join(names), re.M)
+    for m in glued.finditer(text):
+        yield m, m.group(1)
 
 
 def _secret_lines(text):
