@@ -156,3 +156,19 @@ def test_a_backup_dir_that_cannot_be_created_is_named_not_the_lock(penv):
     assert proc.stderr.splitlines() == ["%s: BACKUP_DIR=/proc/packrat-backups cannot be created: No such "
                                         "file or directory" % penv.config_path]
     assert len(penv.mails()) == 1 and "BACKUP_DIR=/proc/packrat-backups" in penv.smtp.bodies()[0]
+
+
+@pytest.mark.parametrize("raw", [b"/srv/backup-\xe9t\xe9", b"/srv/a\\nb"])
+def test_an_ssh_dir_sftp_cannot_carry_is_a_configuration_error(penv, tmp_path, raw):
+    key = tmp_path / "key"
+    key.write_text("not read by check\n")
+    penv.write(UPLOAD_MODULES=["ssh"], SSH_HOST="127.0.0.1", SSH_KEY=str(key), SSH_DIR="/x")
+    with open(penv.config_path, "ab") as fh:
+        fh.write(b"SSH_DIR=$'" + raw + b"'\n")
+    for args in (["check"], []):
+        proc = subprocess.run([sys.executable, PACKRAT, "-c", str(penv.config_path)] + args,
+                              capture_output=True, env=dict(os.environ, PACKRAT_DATE="20261126"),
+                              stdin=subprocess.DEVNULL, timeout=120)
+        assert proc.returncode == 1 and b"Traceback" not in proc.stderr
+        lines = [l for l in proc.stderr.decode("utf-8", "replace").splitlines() if "SSH_DIR" in l]
+        assert len(lines) == 1 and "SFTP and scp cannot carry" in lines[0], proc.stderr

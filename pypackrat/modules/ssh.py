@@ -69,6 +69,10 @@ def check(settings):
             problems.append("%s: %s is empty, but the ssh upload module is enabled" % (where(key), key))
     if settings.valid("SSH_HOST"):
         problems += filter(None, [server_problem(settings, "SSH_HOST", "upload")])
+    if settings.valid("SSH_DIR") and re.search(r"[\x00-\x1f\x7f\udc80-\udcff]", settings["SSH_DIR"] or ""):
+        # SFTP names go as UTF-8 text, scp's as a line of a remote command
+        problems.append("%s: SSH_DIR=%r: holds a control character or bytes that are not UTF-8, which "
+                        "SFTP and scp cannot carry" % (where("SSH_DIR"), settings["SSH_DIR"]))
     if settings.valid("SSH_USER"):
         user = settings["SSH_USER"]
         if user and (user.startswith("-") or any(c.isspace() or not c.isprintable() for c in user)):
