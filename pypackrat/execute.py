@@ -145,7 +145,7 @@ def _kwargs(env, ok_codes, pass_fds, cwd, clean_env=False, argv=()):
           "_preexec_fn": die_with_parent()}
     if env is not None or clean_env:
         kw["_env"] = _env(env, clean_env)
-    fds = set(pass_fds) | _named_secret_fds(argv, env)
+    fds = set(pass_fds) | named_secret_fds(argv, env)
     if fds:
         kw["_pass_fds"] = fds
     if cwd is not None:
@@ -433,7 +433,9 @@ def secret_path(content, name="secret"):
         os.close(fd)
 
 
-def _named_secret_fds(argv, env):
+def named_secret_fds(argv, env=None):
+    """The descriptors of the ``secret_path`` paths that ``argv`` or ``env``
+    names: what a command started outside ``run`` must inherit."""
     if not _secret_paths:
         return set()
     words = list(argv) + [str(v) for v in (env or {}).values()]

@@ -199,8 +199,10 @@ def _run(ctx, name, path, action, purge=(), new_backups=(), capture=False):
     channel = _Channel(ctx, label)
     code, out = None, ""
     try:
-        with execute.secret_file(settings_script(settings), "shim-settings") as settings_file, \
-                execute.secret_file(run_values_script(ctx, new_backups, purge), "shim-run") as run_file:
+        # memory files (/dev/fd/N): the settings hold the secrets, and
+        # nothing of them stays on disk, even after a SIGKILL
+        with execute.secret_path(settings_script(settings), "shim-settings") as settings_file, \
+                execute.secret_path(run_values_script(ctx, new_backups, purge), "shim-run") as run_file:
             argv = ["bash", SHIM_SH, channel.path, settings.path, settings_file, run_file,
                     action, name, "--"] + files
             code, out = _stream(argv, capture)
@@ -269,6 +271,7 @@ def _stream(argv, capture=False):
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, process_group=0, close_fds=True,
+                                pass_fds=sorted(execute.named_secret_fds(argv)),
                                 preexec_fn=execute.die_with_parent())
     except OSError as exc:
         raise PackratError("cannot start %s: %s" % (argv[0], exc.strerror))

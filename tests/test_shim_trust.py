@@ -185,3 +185,24 @@ def test_printf_function_of_the_config_does_not_silence_the_channel(penv, tmp_pa
     proc = penv.run(date=DATE)
     assert proc.returncode == 1
     assert "sad module: first\nsecond" in proc.stderr
+
+
+def test_no_file_on_disk_holds_a_secret_while_a_module_runs(penv, tmp_path):
+    """The settings a Bash module's shell sources (passwords among them) are
+    memory files: while mod_NAME runs, no file under /dev/shm or /tmp (the
+    tests' own directories aside) holds the password, and the module still
+    sees it."""
+    seen = tmp_path / "seen"
+    (penv.module_path / "peek.sh").write_text(
+        'mod_peek() {\n'
+        '    grep -rlsF --exclude-dir=pytest-of-root -- "$MYSQL_PASS" /dev/shm /tmp > %s.files\n'
+        '    printf %%s "$MYSQL_PASS" > %s.value\n'
+        '    true\n}\n' % (seen, seen))
+    # set in modules.d: the shell gets it from packrat, not from packrat.conf
+    (penv.modules_d / "mysql.conf").write_text("[mysql]\nMYSQL_PASS = peek-s3cret-pw\n")
+    os.chmod(penv.modules_d / "mysql.conf", 0o600)
+    penv.write(BACKUP_MODULES=["peek"])
+    proc = penv.run(date=DATE)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "seen.value").read_text() == "peek-s3cret-pw"
+    assert (tmp_path / "seen.files").read_text() == ""
