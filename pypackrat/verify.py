@@ -29,6 +29,7 @@ import textwrap
 import filecmp
 import os
 import random
+import re
 import tempfile
 
 from pypackrat import catalog, execute, log, mail, retention, transfer
@@ -230,7 +231,7 @@ class Verifier:
         places = [self.archive_dir(a) for a in chain]
         if None in places:
             return
-        files = self.files_in(newest, places[-1], key)
+        files = [f for f in self.files_in(newest, places[-1], key) if _passable(f)]
         if not files:
             return
         picked = random.sample(files, min(count, len(files)))
@@ -292,6 +293,18 @@ class Verifier:
         return files
 
 
+def _passable(name):
+    """Whether ``name`` can go on a command line as its bytes: the command
+    layer encodes arguments with execute.ARGV_ENCODING where it has one,
+    strictly as UTF-8 otherwise (then a name that is not UTF-8 is not
+    picked for the sample)."""
+    try:
+        name.encode(getattr(execute, "ARGV_ENCODING", "utf-8"))
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
 def _xml_start(fh, marker=b"<?xml", block=1 << 16):
     """The offset of the XML declaration in a file, or None."""
     offset, tail = 0, b""
@@ -306,23 +319,56 @@ def _xml_start(fh, marker=b"<?xml", block=1 << 16):
         tail = (tail + data)[-(len(marker) - 1):]
 
 
+_DECLARATION = re.compile(rb"<\?xml[^?]*\?>")
+
+
+def _latin1(match):
+    """The XML declaration, its encoding made ISO-8859-1."""
+    text = re.sub(rb"\s+encoding=(\"[^\"]*\"|'[^']*')", b"", match.group(0))
+    return re.sub(rb"\s*\?>$", b' encoding="ISO-8859-1"?>', text)
+
+
+def _byte_name(name):
+    """A name read as ISO-8859-1 (one character per byte) back to the str
+    Python uses for that file name (bytes that are not UTF-8 as surrogates)."""
+    try:
+        return name.encode("latin-1").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a character reference above U+00FF: taken as it is
+        return name
+
+
 def _xml_files(ET, fh):
     """Relative paths of the saved or referenced plain files in dar's XML
-    listing, read from ``fh``."""
+    listing, read from ``fh``. dar writes file names as their bytes, which
+    need not be UTF-8 (a file name on Linux is any bytes): the listing is
+    read as ISO-8859-1, which takes every byte, and each name is turned
+    back into its bytes."""
     files, stack = [], []
-    for event, element in ET.iterparse(fh, events=("start", "end")):
-        if element.tag not in ("Directory", "File"):
-            continue
-        if event == "start":
-            stack.append(element.get("name"))
-            continue
-        if element.tag == "File":
-            attributes = element.find("Attributes")
-            if attributes is not None and attributes.get("data") in ("saved", "referenced"):
-                files.append("/".join(stack))
-        stack.pop()
-        element.clear()
-    return files
+    parser = ET.XMLPullParser(events=("start", "end"))
+    first = True
+    while True:
+        data = fh.read(1 << 16)
+        if first:
+            first = False
+            data = _DECLARATION.sub(_latin1, data, count=1)
+        if data:
+            parser.feed(data)
+        else:
+            parser.close()
+        for event, element in parser.read_events():
+            if element.tag not in ("Directory", "File"):
+                continue
+            if event == "start":
+                stack.append(_byte_name(element.get("name") or ""))
+                continue
+            if element.tag == "File":
+                attributes = element.find("Attributes")
+                if attributes is not None and attributes.get("data") in ("saved", "referenced"):
+                    files.append("/".join(stack))
+            stack.pop()
+            element.clear()
+        if not data:
+            return files
 
 
 def main(ctx, args):

@@ -172,3 +172,21 @@ def test_an_ssh_dir_sftp_cannot_carry_is_a_configuration_error(penv, tmp_path, r
         assert proc.returncode == 1 and b"Traceback" not in proc.stderr
         lines = [l for l in proc.stderr.decode("utf-8", "replace").splitlines() if "SSH_DIR" in l]
         assert len(lines) == 1 and "SFTP and scp cannot carry" in lines[0], proc.stderr
+
+
+def test_verify_sample_reads_a_listing_with_file_names_that_are_not_utf8(penv, tmp_path):
+    """dar's XML listing holds file names as their bytes; a Linux file name
+    need not be UTF-8 (before: 'cannot read dar's listing of it: not
+    well-formed (invalid token)' on every verify --sample of such a target)."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "plain").write_text("plain\n")
+    with open(os.path.join(os.fsencode(tree), b"caf\xe9-\xfe.txt"), "wb") as fh:
+        fh.write(b"latin-1 name\n")
+    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(tree)], ENCRYPTION_KEY="sample-key-12")
+    os.chmod(penv.config_path, 0o600)
+    penv.run(date="20261126", check=0, stdin=subprocess.DEVNULL)
+    proc = penv.run("-v", "verify", "--sample", "5", date="20261126", stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "listing" not in proc.stderr
+    assert "ok sample %s/plain" % tree in proc.stdout + proc.stderr
