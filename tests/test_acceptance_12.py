@@ -186,7 +186,8 @@ def test_verify_sample_reads_a_listing_with_file_names_that_are_not_utf8(penv, t
     penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(tree)], ENCRYPTION_KEY="sample-key-12")
     os.chmod(penv.config_path, 0o600)
     penv.run(date="20261126", check=0, stdin=subprocess.DEVNULL)
-    proc = penv.run("-v", "verify", "--sample", "5", date="20261126", stdin=subprocess.DEVNULL)
+    proc = penv.run("-v", "verify", "--sample", "5", date="20261126", stdin=subprocess.DEVNULL,
+                    errors="replace")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "listing" not in proc.stderr
     assert "ok sample %s/plain" % tree in proc.stdout + proc.stderr
