@@ -256,6 +256,13 @@ def purge_remote(ctx, name, days):
         listed = transfer.listing(remote)
         leftovers = stale_partials(ctx, listed)
         names = remote_candidates(ctx, listed, mine)
+        foreign = remote.foreign(names) if hasattr(remote, "foreign") else ()
+        if foreign:
+            log.verbose("Purging: %d file(s) named as this host's on %s belong to another user: "
+                        "neither deleted nor taken as a backup (planted?)"
+                        % (len(foreign), remote.describe()))
+            names = [n for n in names if n not in foreign]
+            mine.parsed = {n: p for n, p in mine.parsed.items() if n not in foreign}
         victims = retention.plan(names, days, ctx.now, ctx.settings["PURGE_KEEP_CHAINS"],
                                  parsed=mine.parsed, whole_chain=ctx.settings["FS_INCREMENTAL"])
         for leftover in leftovers:

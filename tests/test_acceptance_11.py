@@ -305,3 +305,36 @@ def test_unquoted_key_after_export(penv, tmp_path, line):
     penv.extra = 'export ENCRYPTION_KEY="correct h0rse b4ttery" OTHER=1\n'
     penv.run(check=0)
     assert len(os.listdir(penv.backup_dir)) == 1
+
+
+# -- a neighbour on a sticky share cannot make the purge delete the real chain ------
+
+def test_planted_newer_master_on_a_sticky_share_does_not_purge_the_real_chain(penv, request,
+                                                                              tmp_path):
+    """LOCAL_DIR is a sticky share (/tmp-like): other users may create
+    files there but not delete packrat's. Backups have failed for a month;
+    the only chain on the share is 30 days old. A neighbour plants an empty
+    'newer master' of this host's target: before, the purge took it as the
+    newest chain and deleted the real one, the only offsite copy. Files of
+    another user are neither deleted nor taken as this host's backups."""
+    import pathlib
+    nas = pathlib.Path(tempfile.mkdtemp(prefix="packrat-nas-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(nas))
+    nas.chmod(0o1777)
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "f").write_text("data\n")
+    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)], UPLOAD_MODULES=["local"],
+               LOCAL_DIR=str(nas), PURGE_REMOTE_ARCHIVES=10)
+    today = datetime.date.today()
+    days = [(today - datetime.timedelta(days=n)).strftime("%Y%m%d") for n in (30, 29, 1)]
+    penv.run(date=days[0], check=0)
+    penv.run(date=days[1], check=0)
+    real = sorted(os.listdir(nas))
+    assert len(real) == 2, real
+    prefix = real[0].split("-%s." % days[0])[0]
+    planted = "%s-%s.master.1.dar" % (prefix, days[2])
+    subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                    "touch", str(nas / planted)], check=True)
+    penv.run("-P", check=0)
+    assert sorted(os.listdir(nas)) == sorted(real + [planted])

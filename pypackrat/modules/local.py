@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat
 
+from pypackrat import log
 from pypackrat.errors import PackratError
 from pypackrat.transfer import Remote as BaseRemote, create_private
 
@@ -69,6 +70,45 @@ class Remote(BaseRemote):
     def open(self):
         if not os.path.isdir(self.directory):
             raise OSError("LOCAL_DIR %s is not a directory (is the share mounted?)" % self.directory)
+        self.owner = self._probe_owner()
+
+    def _probe_owner(self):
+        """The owner the files packrat writes here get: its own uid, or
+        another where the share maps it (an NFS export squashing root, a
+        CIFS mount with uid=). Learnt from a file made and removed at once;
+        in a dry run, which writes nothing, packrat's own uid; None where
+        packrat cannot write (a read-only share, for a restore)."""
+        if self.ctx.dry_run:
+            return os.geteuid()
+        path = self._path(".packrat-probe-%d" % os.getpid())
+        try:
+            fd = create_private(path)
+        except OSError as exc:
+            log.verbose("%s: cannot write here (%s)" % (self.describe(), exc.strerror or exc))
+            return None
+        try:
+            return os.fstat(fd).st_uid
+        finally:
+            os.close(fd)
+            os.unlink(path)
+
+    def foreign(self, names):
+        """The names of ``names`` that another user owns: files packrat did
+        not write. In a share others may write to (a sticky directory, where
+        they cannot delete packrat's files), a planted file must not become
+        this host's newest backup, which would make the purge delete the
+        real ones."""
+        owner = getattr(self, "owner", None)
+        if owner is None:
+            return set()
+        out = set()
+        for name in names:
+            try:
+                if os.lstat(self._path(name)).st_uid != owner:
+                    out.add(name)
+            except FileNotFoundError:
+                pass
+        return out
 
     def _path(self, name):
         return os.path.join(self.directory, name)
