@@ -4,6 +4,7 @@ command."""
 import contextlib
 import datetime
 import os
+import pathlib
 import shutil
 import signal
 import stat
@@ -338,3 +339,37 @@ def test_planted_newer_master_on_a_sticky_share_does_not_purge_the_real_chain(pe
                     "touch", str(nas / planted)], check=True)
     penv.run("-P", check=0)
     assert sorted(os.listdir(nas)) == sorted(real + [planted])
+
+
+from tests.servers.sshd import sshd, sshd_server  # noqa: E402,F401
+
+
+def test_planted_newer_master_on_a_shared_sftp_directory(penv, sshd, tmp_path):
+    """The same on an SFTP server whose backup directory other accounts may
+    write to (sticky): a file another account owns is neither deleted nor
+    taken as this host's newest backup."""
+    root = pathlib.Path(sshd.root)
+    above = root.parent
+    old_modes = above.stat().st_mode, root.stat().st_mode
+    above.chmod(0o711)
+    root.chmod(0o1777)
+    try:
+        target = tmp_path / "data"
+        target.mkdir()
+        (target / "f").write_text("data\n")
+        penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)], UPLOAD_MODULES=["ssh"],
+                   PURGE_REMOTE_ARCHIVES=10, **sshd.settings())
+        today = datetime.date.today()
+        days = [(today - datetime.timedelta(days=n)).strftime("%Y%m%d") for n in (30, 29, 1)]
+        penv.run(date=days[0], check=0)
+        penv.run(date=days[1], check=0)
+        real = sorted(os.listdir(root))
+        assert len(real) == 2, real
+        planted = "%s-%s.master.1.dar" % (real[0].split("-%s." % days[0])[0], days[2])
+        subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        "touch", str(root / planted)], check=True)
+        penv.run("-P", check=0)
+        assert sorted(os.listdir(root)) == sorted(real + [planted])
+    finally:
+        above.chmod(stat.S_IMODE(old_modes[0]))
+        root.chmod(stat.S_IMODE(old_modes[1]))

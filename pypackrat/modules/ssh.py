@@ -452,7 +452,39 @@ class Remote(BaseRemote):
 
     def list(self):
         entries = self._conn().listdir_attr(self.directory)
-        return sorted(e.filename for e in entries if e.st_mode is not None and stat.S_ISREG(e.st_mode))
+        plain = [e for e in entries if e.st_mode is not None and stat.S_ISREG(e.st_mode)]
+        self._owners = {e.filename: e.st_uid for e in plain}  # for foreign()
+        return sorted(e.filename for e in plain)
+
+    def foreign(self, names):
+        """The names of ``names`` (of the last listing) that another account
+        of the server owns: files packrat did not write, which the purge
+        neither deletes nor takes as this host's newest backup (a neighbour
+        of a shared sticky directory could otherwise plant an empty newer
+        master and have the real chain purged). The uid packrat's files get
+        is learnt from a probe file, made and removed at once; nothing is
+        filtered in a dry run (which writes nothing) or where the probe
+        cannot be made."""
+        owners = getattr(self, "_owners", {})
+        if self.ctx.dry_run or not owners:
+            return set()
+        sftp = self._conn()
+        path = self._path(".packrat-probe-%d" % os.getpid())
+        try:
+            try:
+                sftp.remove(path)  # one a killed run left
+            except (OSError, IOError):
+                pass
+            handle = _create(sftp, path)
+            try:
+                mine = handle.stat().st_uid
+            finally:
+                handle.close()
+                sftp.remove(path)
+        except (OSError, IOError) as exc:
+            log.verbose("%s: cannot tell the owner of packrat's files here (%s)" % (self.describe(), exc))
+            return set()
+        return {n for n in names if owners.get(n, mine) != mine}
 
     def delete(self, remote_name):
         try:
