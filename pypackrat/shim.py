@@ -146,8 +146,10 @@ class _Channel:
             buf += data
             while buf.count(b"\0") >= 2:
                 kind, text, buf = buf.split(b"\0", 2)
+                # file names (NEW_BACKUPS, purged) are bytes: kept as Python
+                # keeps a file name, bytes that are not UTF-8 as surrogates
                 kind = kind.decode("utf-8", "replace")
-                text = text.decode("utf-8", "replace")
+                text = text.decode("utf-8", "surrogateescape")
                 if kind == "end":
                     return
                 if kind == "email":
@@ -310,7 +312,7 @@ def _stream(argv, capture=False):
         sel.close()
         proc.stdout.close()
         proc.stderr.close()
-    return code, bytes(sinks[proc.stdout].kept).decode("utf-8", "replace")
+    return code, bytes(sinks[proc.stdout].kept).decode("utf-8", "surrogateescape")
 
 
 # A module's shell dies with packrat (PR_SET_PDEATHSIG), but what it starts

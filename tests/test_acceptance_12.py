@@ -191,3 +191,32 @@ def test_verify_sample_reads_a_listing_with_file_names_that_are_not_utf8(penv, t
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "listing" not in proc.stderr
     assert "ok sample %s/plain" % tree in proc.stdout + proc.stderr
+
+
+BYTES_MODULE = r"""
+mod_bytesback() {
+    local f="$BACKUP_DIR/$HOSTNAME-bytesback-$TODAY-"$'\xe9'".txt"
+    echo data > "$f"
+    NEW_BACKUPS="$NEW_BACKUPS $f"
+}
+mod_bytesup() {
+    for f in $NEW_BACKUPS; do cp "$f" "$BYTES_DEST/" || die "cannot copy $f"; done
+}
+list_bytesup() { ls "$BYTES_DEST"; }
+"""
+
+
+def test_a_bash_module_file_name_that_is_not_utf8_is_carried(penv, tmp_path):
+    """NEW_BACKUPS from a Bash module is file names, which are bytes: one
+    that is not UTF-8 reaches the upload module as itself (before: turned
+    into U+FFFD, 'NEW_BACKUPS names ..., which is not a file')."""
+    (penv.module_path / "bytes.sh").write_text(BYTES_MODULE)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    penv.extra = "BYTES_DEST=%s\n" % dest
+    penv.write(BACKUP_MODULES=["bytesback"], UPLOAD_MODULES=["bytesup"])
+    proc = penv.run(date="20261126", stdin=subprocess.DEVNULL, errors="replace")
+    assert proc.returncode == 0, proc.stderr
+    name = b"testhost-bytesback-20261126-\xe9.txt"
+    assert os.listdir(os.fsencode(penv.backup_dir)) == [name]
+    assert os.listdir(os.fsencode(dest)) == [name]
