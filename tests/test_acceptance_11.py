@@ -12,7 +12,14 @@ import subprocess
 import tempfile
 import time
 
+import pytest
+
 from tests.conftest import PACKRAT
+from tests.servers.ftp import ftp_server, ftpd  # noqa: F401
+from tests.servers.mariadb import mariadb_server  # noqa: F401
+from tests.servers.postgres import postgres_server  # noqa: F401
+from tests.servers.sshd import sshd, sshd_server  # noqa: F401
+from tests.test_hostile_databases import FakePostgres, configure
 
 TODAY = datetime.date.today().strftime("%Y%m%d")
 
@@ -60,8 +67,6 @@ def test_sigkill_during_upload_leaves_no_partial_on_the_remote(penv, tmp_path):
 
 # -- modes 0600 on every remote that has modes: FTP too --------------------------
 
-from tests.servers.ftp import ftp_server, ftpd  # noqa: E402,F401
-
 
 def test_ftp_copies_are_private(penv, ftpd, tmp_path):
     """The FTP server creates files with its own umask (0644 here: every
@@ -84,12 +89,6 @@ def test_ftp_copies_are_private(penv, ftpd, tmp_path):
 
 
 # -- restore: the database name is data too ----------------------------------------
-
-import pytest  # noqa: E402
-
-from tests.servers.mariadb import mariadb_server  # noqa: E402,F401
-from tests.servers.postgres import postgres_server  # noqa: E402,F401
-from tests.test_hostile_databases import FakePostgres, configure  # noqa: E402
 
 
 @pytest.fixture
@@ -225,7 +224,6 @@ def test_list_shows_escape_sequences_of_planted_names_harmlessly(penv, request):
     """Someone who can write to the share plants files whose names hold
     terminal escape sequences (ESC, BEL, CSI): `packrat list` shows them
     with the control characters written out, never raw."""
-    import pathlib
     nas = pathlib.Path(tempfile.mkdtemp(prefix="packrat-nas-", dir="/tmp"))  # nobody reaches it
     request.addfinalizer(lambda: shutil.rmtree(nas))
     nas.chmod(0o1777)
@@ -252,7 +250,6 @@ def test_restore_refuses_a_destination_another_user_controls(penv, request, tmp_
     directory of root's (which they could point elsewhere meanwhile), or
     the directory above is theirs. The restore is refused, nothing is
     written, and the message names the place."""
-    import pathlib
     src = tmp_path / "etc"
     src.mkdir()
     (src / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
@@ -318,7 +315,6 @@ def test_planted_newer_master_on_a_sticky_share_does_not_purge_the_real_chain(pe
     'newer master' of this host's target: before, the purge took it as the
     newest chain and deleted the real one, the only offsite copy. Files of
     another user are neither deleted nor taken as this host's backups."""
-    import pathlib
     nas = pathlib.Path(tempfile.mkdtemp(prefix="packrat-nas-", dir="/tmp"))
     request.addfinalizer(lambda: shutil.rmtree(nas))
     nas.chmod(0o1777)
@@ -339,9 +335,6 @@ def test_planted_newer_master_on_a_sticky_share_does_not_purge_the_real_chain(pe
                     "touch", str(nas / planted)], check=True)
     penv.run("-P", check=0)
     assert sorted(os.listdir(nas)) == sorted(real + [planted])
-
-
-from tests.servers.sshd import sshd, sshd_server  # noqa: E402,F401
 
 
 def test_planted_newer_master_on_a_shared_sftp_directory(penv, sshd, tmp_path):
