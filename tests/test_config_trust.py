@@ -9,40 +9,20 @@ import tempfile
 
 import pytest
 
-from tests.conftest import PackratEnv
-
-NOBODY = 65534
-
-
-def as_nobody(*argv):
-    """Run argv as the unprivileged user nobody (the attacker)."""
-    return subprocess.run(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups"]
-                          + [str(a) for a in argv], capture_output=True, text=True)
+from tests.attack import NOBODY, as_nobody, reachable_env, refused
+from tests.conftest import PACKRAT
 
 
 @pytest.fixture
 def open_env(smtp):
     """A PackratEnv in a directory the attacker can reach (/tmp/x, 0755),
     unlike pytest's 0700 tmp_path."""
-    base = tempfile.mkdtemp(prefix="packrat-trust-", dir="/tmp")
-    os.chmod(base, 0o755)
-    from pathlib import Path
-    env = PackratEnv(Path(base), smtp)
-    for d in (env.backup_dir, env.module_path, env.modules_d):
-        os.chmod(d, 0o755)
-    env.write()
-    os.chmod(env.config_path, 0o600)
-    yield env
-    shutil.rmtree(base, ignore_errors=True)
+    yield from reachable_env(smtp, "packrat-trust-")
 
 
-def refused(proc, path):
-    """The run was refused, naming ``path`` and the fix."""
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("%s: refusing" % path)]
-    assert lines, proc.stderr
-    assert "chown root %s; chmod go-w %s" % (path, path) in lines[0]
+def check(config):
+    """``packrat -c config check``, run as root."""
+    return subprocess.run([PACKRAT, "-c", str(config), "check"], capture_output=True, text=True)
 
 
 def test_config_writable_by_others_is_refused_and_never_run(open_env):
@@ -51,8 +31,7 @@ def test_config_writable_by_others_is_refused_and_never_run(open_env):
     os.chmod(env.config_path, 0o666)
     attack = as_nobody("sh", "-c", 'echo "touch %s" >> "$1"' % mark, "sh", env.config_path)
     assert attack.returncode == 0, attack.stderr  # the attacker could write it
-    proc = subprocess.run([os.path.join(os.path.dirname(__file__), "..", "packrat"), "-c",
-                           str(env.config_path), "check"], capture_output=True, text=True)
+    proc = check(env.config_path)
     refused(proc, env.config_path)
     assert "written by group and others (mode 0666)" in proc.stderr
     assert not mark.exists()
@@ -64,8 +43,7 @@ def test_config_owned_by_another_user_is_refused(open_env):
     with open(env.config_path, "a") as fh:
         fh.write("touch %s\n" % mark)
     os.chown(env.config_path, NOBODY, NOBODY)
-    proc = subprocess.run([os.path.join(os.path.dirname(__file__), "..", "packrat"), "-c",
-                           str(env.config_path), "check"], capture_output=True, text=True)
+    proc = check(env.config_path)
     refused(proc, env.config_path)
     assert "owned by nobody" in proc.stderr
     assert not mark.exists()
@@ -82,8 +60,7 @@ def test_config_in_a_directory_others_can_write_is_refused(open_env):
     attack = as_nobody("mv", config, etc / "old.conf")
     assert attack.returncode == 0, attack.stderr
     shutil.copy(env.config_path, config)
-    proc = subprocess.run([os.path.join(os.path.dirname(__file__), "..", "packrat"), "-c",
-                           str(config), "check"], capture_output=True, text=True)
+    proc = check(config)
     refused(proc, etc)
     assert "it is above %s" % config in proc.stderr
 
@@ -97,8 +74,7 @@ def test_sticky_directory_above_a_root_config_is_fine(open_env):
     config = sticky / "packrat.conf"
     shutil.copy(env.config_path, config)
     os.chmod(config, 0o600)
-    proc = subprocess.run([os.path.join(os.path.dirname(__file__), "..", "packrat"), "-c",
-                           str(config), "check"], capture_output=True, text=True)
+    proc = check(config)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -164,22 +140,19 @@ def test_invoking_user_may_own_their_own_config(monkeypatch):
 def test_secret_in_a_file_others_can_read_is_a_warning(penv):
     penv.write(MYSQL_PASS="readable-secret")
     os.chmod(penv.config_path, 0o644)
-    proc = subprocess.run([os.path.join(os.path.dirname(__file__), "..", "packrat"), "-c",
-                           str(penv.config_path), "check"], capture_output=True, text=True)
+    proc = check(penv.config_path)
     assert proc.returncode == 0, proc.stderr
     assert "Warning: %s sets MYSQL_PASS but can be read by group and others (mode 0644); " \
            "fix: chmod go-r %s" % (penv.config_path, penv.config_path) in proc.stderr
     assert "readable-secret" not in proc.stdout + proc.stderr
     os.chmod(penv.config_path, 0o600)
-    proc = subprocess.run([os.path.join(os.path.dirname(__file__), "..", "packrat"), "-c",
-                           str(penv.config_path), "check"], capture_output=True, text=True)
+    proc = check(penv.config_path)
     assert proc.returncode == 0 and "can be read" not in proc.stderr
 
     conf = penv.modules_d / "s3.conf"
     conf.write_text("[s3]\nS3_SECRET_KEY = s3-secret-value\nS3_ACCESS_KEY = AKIDEXAMPLE\n")
     os.chmod(conf, 0o640)
-    proc = subprocess.run([os.path.join(os.path.dirname(__file__), "..", "packrat"), "-c",
-                           str(penv.config_path), "check"], capture_output=True, text=True)
+    proc = check(penv.config_path)
     assert "Warning: %s sets S3_ACCESS_KEY, S3_SECRET_KEY but can be read by group" % conf in proc.stderr
     assert "s3-secret-value" not in proc.stdout + proc.stderr
 

@@ -2,49 +2,29 @@
 another user owns or can write is refused before anything is sourced; what a
 module prints passes through the mask of secrets, line by line, bytes intact."""
 import os
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import PACKRAT, PackratEnv
+from tests.attack import NOBODY, as_nobody, reachable_env, refused
+from tests.conftest import PACKRAT
 
-NOBODY = 65534
 DATE = "20261126"
+# a Bash backup module making one file
+NOTES = ('mod_notes() {\n    f="$BACKUP_DIR/$HOSTNAME-notes-$TODAY.txt"\n    echo made > "$f"\n'
+         '    NEW_BACKUPS="$NEW_BACKUPS $f"\n}\n')
 
 
-def as_nobody(*argv):
-    return subprocess.run(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups"]
-                          + [str(a) for a in argv], capture_output=True, text=True)
+def _notes_module(env):
+    env.mark = env.tmp / "pwned"
+    (env.module_path / "notes.sh").write_text(NOTES)
+    env.settings.update(BACKUP_MODULES=["notes"])
 
 
 @pytest.fixture
 def open_env(smtp):
     """A PackratEnv in a directory the attacker can reach (0755 from /tmp)."""
-    base = tempfile.mkdtemp(prefix="packrat-shim-trust-", dir="/tmp")
-    os.chmod(base, 0o755)
-    env = PackratEnv(Path(base), smtp)
-    for d in (env.backup_dir, env.module_path, env.modules_d):
-        os.chmod(d, 0o755)
-    env.mark = Path(base) / "pwned"
-    (env.module_path / "notes.sh").write_text(
-        'mod_notes() {\n    f="$BACKUP_DIR/$HOSTNAME-notes-$TODAY.txt"\n    echo made > "$f"\n'
-        '    NEW_BACKUPS="$NEW_BACKUPS $f"\n}\n')
-    env.settings.update(BACKUP_MODULES=["notes"])
-    env.write()
-    os.chmod(env.config_path, 0o600)
-    yield env
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def refused(proc, path):
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("%s: refusing" % path)]
-    assert lines, proc.stderr
-    assert "chown root %s; chmod go-w %s" % (path, path) in lines[0]
+    yield from reachable_env(smtp, "packrat-shim-trust-", _notes_module)
 
 
 def test_module_writable_by_others_is_refused_and_never_sourced(open_env):
@@ -173,8 +153,7 @@ def test_printf_function_of_the_config_does_not_silence_the_channel(penv, tmp_pa
     nas = tmp_path / "nas"
     nas.mkdir()
     (penv.module_path / "notes.sh").write_text(
-        'mod_notes() {\n    f="$BACKUP_DIR/$HOSTNAME-notes-$TODAY.txt"\n    echo made > "$f"\n'
-        '    NEW_BACKUPS="$NEW_BACKUPS $f"\n}\n'
+        NOTES +
         'mod_sad() {\n    diemail "sad module: first\\nsecond"\n}\n')
     penv.extra = "printf() { :; }\ndeclare() { :; }\n"
     penv.write(BACKUP_MODULES=["notes"], UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas))
