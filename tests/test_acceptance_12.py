@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from tests.conftest import PACKRAT
+from tests.servers.sshd import sshd_server, sshd  # noqa: F401
 
 
 def run_nightly(penv, env=None):
@@ -220,3 +221,21 @@ def test_a_bash_module_file_name_that_is_not_utf8_is_carried(penv, tmp_path):
     name = b"testhost-bytesback-20261126-\xe9.txt"
     assert os.listdir(os.fsencode(penv.backup_dir)) == [name]
     assert os.listdir(os.fsencode(dest)) == [name]
+
+
+@pytest.mark.parametrize("client", ["paramiko", "openssh"])
+def test_a_remote_name_that_is_not_utf8_does_not_break_the_sftp_purge(penv, sshd, client):
+    """Another host's file on a shared SFTP directory, named in Latin-1:
+    the listing keeps it as bytes (before: 'listing failed: utf-8 codec can't
+    decode' and no purge at all); a name of ours that is not UTF-8 is deleted."""
+    root = os.fsencode(sshd.root)
+    for name in (b"caf\xe9-20261001.txt", b"old\xff-20261001.dar", b"old\xff-20261120.dar",
+                 b"testhost-etc-20261001.1.dar", b"testhost-etc-20261120.master.1.dar"):
+        with open(os.path.join(root, name), "wb") as fh:
+            fh.write(b"x")
+    penv.write(UPLOAD_MODULES=["ssh"], BACKUP_MODULES=["filesystem"], FS_TARGETS=["/etc"], SSH_CLIENT=client,
+               PURGE_PATTERNS=["old*"], **sshd.settings())
+    proc = penv.run("-P", date="20261126", stdin=subprocess.DEVNULL, errors="replace")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(root)) == [b"caf\xe9-20261001.txt", b"old\xff-20261120.dar",
+                                        b"testhost-etc-20261120.master.1.dar"]

@@ -308,7 +308,14 @@ class Remote(BaseRemote):
         return self.sftp
 
     def _path(self, name):
-        return posixpath.join(self.directory, name)
+        """The remote path of ``name``: a str, or its bytes where the name is
+        not UTF-8 (paramiko would encode a str strictly; bytes go as they are)."""
+        path = posixpath.join(self.directory, name)
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(path)
+        return path
 
     # -- data -------------------------------------------------------------------
     def _scp_argv(self, askpass=False):
@@ -350,7 +357,7 @@ class Remote(BaseRemote):
 
     def _spec(self, name):
         host = "[%s]" % self.host if ":" in self.host else self.host
-        return "%s@%s:%s" % (self.user, host, self._path(name))
+        return "%s@%s:%s" % (self.user, host, os.fsdecode(self._path(name)))
 
     def _scp(self, files, watch=None, progress=None):
         """Run scp on ``files`` (source, destination); meanwhile report the
@@ -451,7 +458,7 @@ class Remote(BaseRemote):
             return None
 
     def list(self):
-        entries = self._conn().listdir_attr(self.directory)
+        entries = _listdir(self._conn(), self.directory)
         plain = [e for e in entries if e.st_mode is not None and stat.S_ISREG(e.st_mode)]
         self._owners = {e.filename: e.st_uid for e in plain}  # for foreign()
         return sorted(e.filename for e in plain)
@@ -491,6 +498,38 @@ class Remote(BaseRemote):
             self._conn().remove(self._path(remote_name))
         except FileNotFoundError:
             log.verbose("%s: %s was already gone" % (self.describe(), remote_name))
+
+
+def _listdir(sftp, path):
+    """SFTPAttributes of the entries of ``path`` (not . and ..), each
+    filename a str that keeps bytes that are not UTF-8 as surrogates, as a
+    local file name would: one such name in a shared directory (another
+    host's, a planted one) must not make the whole listing fail, as
+    paramiko's listdir_attr does (it decodes every name strictly)."""
+    from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR, SFTPError
+    from paramiko.sftp_attr import SFTPAttributes
+    kind, msg = sftp._request(CMD_OPENDIR, path)
+    if kind != CMD_HANDLE:
+        raise SFTPError("Expected handle")
+    handle = msg.get_binary()
+    entries = []
+    try:
+        while True:
+            try:
+                kind, msg = sftp._request(CMD_READDIR, handle)
+            except EOFError:  # the end of the listing
+                break
+            if kind != CMD_NAME:
+                raise SFTPError("Expected name response")
+            for _ in range(msg.get_int()):
+                filename = msg.get_string().decode("utf-8", "surrogateescape")
+                longname = msg.get_string().decode("utf-8", "surrogateescape")
+                attr = SFTPAttributes._from_msg(msg, filename, longname)
+                if filename not in (".", ".."):
+                    entries.append(attr)
+    finally:
+        sftp._request(CMD_CLOSE, handle)
+    return entries
 
 
 def _create(sftp, path):
