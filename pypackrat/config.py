@@ -337,6 +337,10 @@ def _secret_lines(text):
         if text[starts[first - 1]:m.start()].lstrip().startswith("#"):
             continue  # a comment
         end = _statement_end(text, m.end())
+        if not text[m.end():end].strip() and end < len(text):
+            # NAME= with the value on the next line: bash assigns nothing and
+            # runs the value as a command, whose message would repeat it
+            end = _statement_end(text, end + 1)
         last = bisect.bisect_right(starts, max(end - 1, m.start()))
         for number in range(first, last + 1):
             lines[number] = m.group(1)

@@ -111,7 +111,8 @@ def test_check_of_a_config_that_hangs_is_not_mailed(penv):
                                   "S)3_SECRET_KEY=key-word-913", "*SMTP_PASS=key-word-913",
                                   "MYSQL_P]ASS='key-word-913 x'", "MYSQL_PSS=key-word-913 b c",
                                   "FS_TARGETS=(/a) ENCRYPTION)KEY=key-word-913",
-                                  "S3_SECRET_KEYkey-word-913", 'ENCRYPTION_KEY"key-word-913 b"'])
+                                  "S3_SECRET_KEYkey-word-913", 'ENCRYPTION_KEY"key-word-913 b"',
+                                  "MYSQL_PASS=\n'key-word-913 x'", "ENCRYPTION_KEY=\n  key-word-913 horse"])
 def test_a_secret_under_a_name_bash_does_not_take_is_not_shown(penv, line):
     """A slip in a secret's name makes bash run the line as a command, and
     its message ('S3_SECRET-KEY=...: command not found') repeats the value."""
