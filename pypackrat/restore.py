@@ -468,6 +468,17 @@ def _mysql_client_options(client):
     return options
 
 
+def _restore_user_hint(settings, message):
+    """What to do when the server refused the restore user a database
+    (ERROR 1044, 1142, 1227): a least-privilege backup user may only read."""
+    if not re.search(r"ERROR (1044|1142|1227)\b|Access denied|command denied", message):
+        return ""
+    if settings.get("MYSQL_RESTORE_USER"):
+        return "; MYSQL_RESTORE_USER needs the right to create and drop databases"
+    return ("; the backup user (MYSQL_USER) may not create or drop databases: set MYSQL_RESTORE_USER "
+            "and MYSQL_RESTORE_PASS to a user that may")
+
+
 def _mysql(ctx, stages, fds, target, whole, force):
     from pypackrat import dumps
     from pypackrat.modules import mysql
@@ -486,10 +497,13 @@ def _mysql(ctx, stages, fds, target, whole, force):
                      % _sql_literal(target))
             found = execute.run([client] + conn + ["-N", "-B", "-e", query], changes=False,
                                 pass_fds=fds)
-            created = _fresh_database(target, bool(found and found.out.strip()), force, drop,
-                                      [client] + conn + ["-e", "CREATE DATABASE %s"
-                                                         % _mysql_identifier(target)],
-                                      pass_fds=fds)
+            try:
+                created = _fresh_database(target, bool(found and found.out.strip()), force, drop,
+                                          [client] + conn + ["-e", "CREATE DATABASE %s"
+                                                             % _mysql_identifier(target)],
+                                          pass_fds=fds)
+            except PackratError as exc:
+                raise PackratError(str(exc) + _restore_user_hint(ctx.settings, str(exc))) from None
         # the connection options first: --defaults-file must lead
         load = [client] + conn + options + ([] if whole else ["--database=" + target])
         with _dropped_on_failure(target if created else None, drop, fds=fds):

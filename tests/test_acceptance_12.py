@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import PACKRAT
 from tests.servers.sshd import sshd_server, sshd  # noqa: F401
+from tests.servers.mariadb import mariadb_server  # noqa: F401
 
 
 def run_nightly(penv, env=None):
@@ -240,3 +241,25 @@ def test_a_remote_name_that_is_not_utf8_does_not_break_the_sftp_purge(penv, sshd
     assert proc.returncode == 0, proc.stderr
     assert sorted(os.listdir(root)) == [b"caf\xe9-20261001.txt", b"old\xff-20261120.dar",
                                         b"testhost-etc-20261120.master.1.dar"]
+
+
+def test_a_read_only_backup_user_refused_a_restore_is_told_of_the_restore_user(penv, mariadb_server):
+    """A least-privilege backup user cannot create the database to restore
+    into: the error says which setting gives a user that may."""
+    server = mariadb_server
+    db = server.new_database("ro")
+    server.fill(db, rows=5)
+    reader, reader_pass = "ro12_%d" % os.getpid(), "ro-pass-12"
+    for host in ("127.0.0.1", "localhost"):
+        server.client(input="CREATE USER '%s'@'%s' IDENTIFIED BY %s; GRANT SELECT, LOCK TABLES, SHOW VIEW "
+                      "ON *.* TO '%s'@'%s';\n" % (reader, host, server.quote(reader_pass), reader, host))
+    penv.settings.update(BACKUP_MODULES=["mysql"], MYSQL_TARGETS=[db], MYSQL_USER=reader,
+                         MYSQL_PASS=reader_pass, MYSQL_HOST="127.0.0.1", MYSQL_PORT=server.port)
+    penv.run(date="20261126", check=0, stdin=subprocess.DEVNULL)
+    before = sorted(server.databases())
+    proc = penv.run("restore", "mysql", db, "--into", db + "_copy", date="20261126", check=1,
+                    stdin=subprocess.DEVNULL)
+    lines = [l for l in proc.stderr.splitlines() if not l.startswith("Warning: ")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "set MYSQL_RESTORE_USER and MYSQL_RESTORE_PASS" in lines[0]
+    assert sorted(server.databases()) == before
