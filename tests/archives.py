@@ -1,6 +1,8 @@
 """Helpers for the restore/verify/list tests: a small tree that changes
 every day of a week, its snapshots, and dar archives written with the Bash
-original's own command lines (LEGACY.md, "Filesystem module")."""
+original's own command lines (LEGACY.md, "Filesystem module"); and dated
+files for the purge tests (day, touch)."""
+import datetime
 import os
 import shutil
 import stat
@@ -12,6 +14,19 @@ HOST = "testhost"
 KEY = "cost'anza \"key\" \\ $x\t`y`"  # quotes, backslash, space, tab, dollar: the DCF carries them
 WEEK = ["20240107", "20240108", "20240109", "20240110", "20240111", "20240112", "20240113"]
 # 20240107 is a Sunday: the master day of FS_MASTER_DAY=Sun
+RUN_DAY = datetime.date(2026, 11, 26)  # the run date of the purge tests
+
+
+def day(n):
+    """The date n days before RUN_DAY, as YYYYMMDD."""
+    return (RUN_DAY - datetime.timedelta(days=n)).strftime("%Y%m%d")
+
+
+def touch(path, content=b"x"):
+    """A file at ``path`` (pathlib), its directories made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
 
 
 def write(path, data, mode=None):

@@ -8,23 +8,12 @@ import os
 
 import pytest
 
-from tests.archives import HOST, WEEK, archive_prefix, make_week, use
+from tests.archives import HOST, WEEK, archive_prefix, day, make_week, touch, use
 from tests.servers import free_port
 from tests.servers.sshd import sshd_server, sshd  # noqa: F401
 from tests.test_filesystem import restore
 
-TODAY = datetime.date(2026, 11, 26)
 OLD = "20200101"
-
-
-def day(n):
-    return (TODAY - datetime.timedelta(days=n)).strftime("%Y%m%d")
-
-
-def touch(path, content=b"x"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    return path
 
 
 def foreign(top):

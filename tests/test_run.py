@@ -1,25 +1,12 @@
 """The nightly run: purge, -U, the local upload module, dry run, failure
 mail, and one run at a time."""
-import datetime
 import os
 import signal
 import subprocess
 import time
 
+from tests.archives import day, touch
 from tests.conftest import PACKRAT
-
-TODAY = datetime.date(2026, 11, 26)
-
-
-def day(n):
-    """The date n days before TODAY, as YYYYMMDD."""
-    return (TODAY - datetime.timedelta(days=n)).strftime("%Y%m%d")
-
-
-def touch(path, content=b"x"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    return path
 
 
 def test_purge_keeps_young_undated_and_symlinked_files(penv, tmp_path):
