@@ -16,6 +16,7 @@ import pytest
 
 from pypackrat import dumps
 from tests.conftest import PACKRAT, ROOT
+from tests.databases import configure, engine, server  # noqa: F401
 from tests.servers.mariadb import mariadb_fresh, mariadb_server  # noqa: F401
 from tests.servers.postgres import postgres_fresh, postgres_server  # noqa: F401
 
@@ -25,20 +26,6 @@ CIPHERS = [None, "aes-256-cbc", "blowfish"]
 
 
 # -- helpers -------------------------------------------------------------------
-
-def configure(penv, engine, server, targets, **more):
-    prefix = "MYSQL" if engine == "mysql" else "POSTGRESQL"
-    penv.settings.update({
-        "BACKUP_MODULES": [engine],
-        prefix + "_TARGETS": targets,
-        prefix + "_USER": server.user,
-        prefix + "_PASS": server.password,
-        prefix + "_HOST": "127.0.0.1",
-        prefix + "_PORT": server.port,
-    })
-    penv.settings.update(more)
-    penv.write()
-
 
 def encryption(cipher):
     if cipher is None:
@@ -164,16 +151,6 @@ class TableLock:
             self.proc.stdin.write("UNLOCK TABLES;\n" if self.engine == "mysql" else "ROLLBACK;\n")
             self.proc.stdin.close()
             self.proc.wait(30)
-
-
-@pytest.fixture(params=["mysql", "postgresql"])
-def engine(request):
-    return request.param
-
-
-@pytest.fixture
-def server(engine, request):
-    return request.getfixturevalue("mariadb_server" if engine == "mysql" else "postgres_server")
 
 
 @pytest.fixture

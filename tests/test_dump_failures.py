@@ -23,21 +23,12 @@ from pypackrat import execute
 from pypackrat.errors import PackratError
 from pypackrat.modules import mysql, postgresql
 from tests.conftest import PACKRAT
+from tests.databases import Settings, configure, engine, server  # noqa: F401
 from tests.servers.mariadb import mariadb_server  # noqa: F401
 from tests.servers.postgres import postgres_server  # noqa: F401
-from tests.test_databases import KEY, configure
+from tests.test_databases import KEY
 
 TODAY = datetime.date.today().strftime("%Y%m%d")
-
-
-@pytest.fixture(params=["mysql", "postgresql"])
-def engine(request):
-    return request.param
-
-
-@pytest.fixture
-def server(engine, request):
-    return request.getfixturevalue("mariadb_server" if engine == "mysql" else "postgres_server")
 
 
 def big_database(engine, server):
@@ -154,15 +145,6 @@ def test_missing_program_fails_the_module_not_the_night(penv, mariadb_server, tm
     stamp = "testhost-stamp-%s.txt" % TODAY
     assert os.listdir(penv.backup_dir) == [stamp]  # the other module ran, no dump and no temporary
     assert os.listdir(nas) == [stamp]  # and its file went offsite
-
-
-class Settings(dict):
-    """The settings a module reads, and where they came from (pypackrat.config.Settings' API)."""
-    origin = {}
-    path = "/etc/packrat/packrat.conf"
-
-    def where(self, name, role=None):
-        return self.path
 
 
 def test_requirements_list_missing_programs(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import pytest
 
 from pypackrat import dumps, execute
 from pypackrat.modules import mysql, postgresql
+from tests.databases import Settings, configure, engine  # noqa: F401
 from tests.servers import serve
 from tests.servers.mariadb import MariaDB, _binary
 from tests.servers.postgres import Postgres
@@ -152,28 +153,9 @@ def drop(engine, server, name):
         server.sql('DROP DATABASE IF EXISTS "%s"' % name.replace('"', '""'))
 
 
-@pytest.fixture(params=["mysql", "postgresql"])
-def engine(request):
-    return request.param
-
-
 @pytest.fixture
 def server(engine, request):
     return request.getfixturevalue("mariadb_tenanted" if engine == "mysql" else "postgres_tenanted")
-
-
-def configure(penv, engine, server, targets, **more):
-    prefix = "MYSQL" if engine == "mysql" else "POSTGRESQL"
-    penv.settings.update({
-        "BACKUP_MODULES": [engine],
-        prefix + "_TARGETS": targets,
-        prefix + "_USER": server.user,
-        prefix + "_PASS": server.password,
-        prefix + "_HOST": "127.0.0.1",
-        prefix + "_PORT": server.port,
-    })
-    penv.settings.update(more)
-    penv.write()
 
 
 def sql_of(path):
@@ -258,15 +240,6 @@ def test_a_database_named_all_fails_loudly_and_the_others_are_dumped(penv, engin
 
 
 # -- the password goes to the configured server only ----------------------------------
-
-class Settings(dict):
-    """The settings a module reads, and where they came from (pypackrat.config.Settings' API)."""
-    origin = {}
-    path = "/etc/packrat/packrat.conf"
-
-    def where(self, name, role=None):
-        return self.path
-
 
 def test_pgpass_is_bound_to_the_configured_host_and_port(postgres_tenanted, fake):
     server = postgres_tenanted

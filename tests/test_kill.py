@@ -12,24 +12,13 @@ import signal
 import subprocess
 import tempfile
 
-import pytest
-
 from pypackrat import execute
+from tests.databases import configure, engine, server  # noqa: F401
 from tests.servers.mariadb import mariadb_server  # noqa: F401
 from tests.servers.postgres import postgres_server  # noqa: F401
-from tests.test_databases import KEY, TableLock, children, configure, source_db, start_packrat, wait_until
+from tests.test_databases import KEY, TableLock, children, source_db, start_packrat, wait_until
 
 TODAY = datetime.date.today().strftime("%Y%m%d")
-
-
-@pytest.fixture(params=["mysql", "postgresql"])
-def engine(request):
-    return request.param
-
-
-@pytest.fixture
-def server(engine, request):
-    return request.getfixturevalue("mariadb_server" if engine == "mysql" else "postgres_server")
 
 
 def started(pid):

@@ -7,6 +7,7 @@ import pytest
 
 from tests.archives import HOST, KEY, WEEK, archive_prefix, snapshot
 from tests.archives import blowfish_week, plain_week, use  # noqa: F401
+from tests.databases import db_settings
 from tests.servers.mariadb import mariadb_fresh, mariadb_server  # noqa: F401
 from tests.servers.postgres import postgres_fresh, postgres_server  # noqa: F401
 
@@ -186,14 +187,6 @@ def test_help_and_bad_arguments(penv):
 # -- databases ---------------------------------------------------------------------
 
 DAY1, DAY2 = "20240107", "20240108"
-
-
-def db_settings(penv, engine, server, targets, **more):
-    prefix = "MYSQL" if engine == "mysql" else "POSTGRESQL"
-    penv.settings.update({"BACKUP_MODULES": [engine], prefix + "_TARGETS": targets,
-                          prefix + "_USER": server.user, prefix + "_PASS": server.password,
-                          prefix + "_HOST": "127.0.0.1", prefix + "_PORT": server.port})
-    penv.settings.update(more)
 
 
 @pytest.mark.parametrize("engine", ["mysql", "postgresql"])

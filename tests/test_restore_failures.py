@@ -9,22 +9,11 @@ import subprocess
 import pytest
 
 from tests.archives import HOST, KEY
+from tests.databases import db_settings, server_for
 from tests.servers.mariadb import mariadb_fresh, mariadb_server  # noqa: F401
 from tests.servers.postgres import postgres_server  # noqa: F401
 
 DAY = "20240107"
-
-
-def settings_for(penv, engine, server, targets, **more):
-    prefix = "MYSQL" if engine == "mysql" else "POSTGRESQL"
-    penv.settings.update({"BACKUP_MODULES": [engine], prefix + "_TARGETS": targets,
-                          prefix + "_USER": server.user, prefix + "_PASS": server.password,
-                          prefix + "_HOST": "127.0.0.1", prefix + "_PORT": server.port})
-    penv.settings.update(more)
-
-
-def server_for(request, engine):
-    return request.getfixturevalue("mariadb_server" if engine == "mysql" else "postgres_server")
 
 
 def dump_path(penv, engine, db, suffix=".sql.bz2"):
@@ -36,7 +25,7 @@ def test_wrong_key_or_cipher_is_named_and_nothing_is_left(penv, engine, request)
     server = server_for(request, engine)
     db = server.new_database("wk")
     server.fill(db, rows=5)
-    settings_for(penv, engine, server, [db], ENCRYPTION_KEY=KEY)
+    db_settings(penv, engine, server, [db], ENCRYPTION_KEY=KEY)
     penv.run(date=DAY, check=0)
     before = sorted(server.databases())
     # a wrong key
@@ -70,7 +59,7 @@ def test_a_failed_restore_drops_the_database_it_created(penv, engine, request):
     server = server_for(request, engine)
     db = server.new_database("cut")
     server.fill(db, rows=300)
-    settings_for(penv, engine, server, [db], COMPRESSOR="zstd")
+    db_settings(penv, engine, server, [db], COMPRESSOR="zstd")
     penv.run(date=DAY, check=0)
     path = dump_path(penv, engine, db, ".sql.zst")
     good = path.read_bytes()
@@ -110,7 +99,7 @@ def test_mysql_restore_with_its_own_credentials(penv, mariadb_server):
                       "GRANT ALL ON *.* TO '%s'@'%s';\n"
                       % (reader, host, server.quote(reader_pass), reader, host,
                          admin, host, server.quote(admin_pass), admin, host))
-    settings_for(penv, "mysql", server, [db], MYSQL_USER=reader, MYSQL_PASS=reader_pass)
+    db_settings(penv, "mysql", server, [db], MYSQL_USER=reader, MYSQL_PASS=reader_pass)
     penv.run(date=DAY, check=0)
     assert dump_path(penv, "mysql", db).exists()
     before = sorted(server.databases())
@@ -136,7 +125,7 @@ def test_mysql_all_restore_makes_its_grants_count(penv, mariadb_fresh):
     user, password = "app_user", "app pw 'x'"
     server.client(input="CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY %s;\n"
                   % (user, server.quote(password)))
-    settings_for(penv, "mysql", server, ["__ALL__"])
+    db_settings(penv, "mysql", server, ["__ALL__"])
     penv.run(date=DAY, check=0)
     server.sql("DROP USER '%s'@'127.0.0.1'" % user)
 
