@@ -15,9 +15,11 @@ SETPRIV = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-gro
 
 def as_nobody(*argv, **kw):
     """Run ``argv`` as nobody:nogroup (the attacker). Output is captured as
-    text unless ``kw`` says otherwise; other ``kw`` go to subprocess.run."""
+    text and the command given 30 s unless ``kw`` says otherwise; other
+    ``kw`` go to subprocess.run."""
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
+    kw.setdefault("timeout", 30)
     return subprocess.run(SETPRIV + [str(a) for a in argv], **kw)
 
 

@@ -14,12 +14,14 @@ import time
 
 import pytest
 
+from tests.attack import as_nobody
 from tests.conftest import PACKRAT
+from tests.databases import configure
 from tests.servers.ftp import ftp_server, ftpd  # noqa: F401
 from tests.servers.mariadb import mariadb_server  # noqa: F401
 from tests.servers.postgres import postgres_server  # noqa: F401
 from tests.servers.sshd import sshd, sshd_server  # noqa: F401
-from tests.test_hostile_databases import FakePostgres, configure
+from tests.test_hostile_databases import FakePostgres
 
 TODAY = datetime.date.today().strftime("%Y%m%d")
 
@@ -193,6 +195,16 @@ def test_sigkill_stops_what_a_bash_module_started(penv):
 
 # -- the unquoted key, spelt over several lines or after another command ------------
 
+def run_with_config_line(penv, tmp_path, line):
+    """A run backing up a small /etc-like tree, ``line`` added to the config."""
+    target = tmp_path / "etc"
+    target.mkdir()
+    (target / "shadow").write_text("root:$6$x:19000::::::\n")
+    penv.settings.update(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)])
+    penv.extra = line + "\n"
+    return penv.run()
+
+
 @pytest.mark.parametrize("line", [
     'ENCRYPTION_KEY="correct\nh0rse" b4ttery st4ple',      # a quoted part over two lines
     'ENCRYPTION_KEY=correct\\\nh0rse b4ttery st4ple',        # a backslash continuation
@@ -204,12 +216,7 @@ def test_unquoted_key_in_other_spellings(penv, tmp_path, line):
     after the one that starts the assignment, or on a line that assigns
     something else first: exit 1, no archive, and no word of the key in the
     output or the mail (before: 'line N: b4ttery: command not found')."""
-    target = tmp_path / "etc"
-    target.mkdir()
-    (target / "shadow").write_text("root:$6$x:19000::::::\n")
-    penv.settings.update(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)])
-    penv.extra = line + "\n"
-    proc = penv.run()
+    proc = run_with_config_line(penv, tmp_path, line)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert "ENCRYPTION_KEY" in proc.stderr
     assert os.listdir(penv.backup_dir) == []
@@ -230,8 +237,7 @@ def test_list_shows_escape_sequences_of_planted_names_harmlessly(penv, request):
     planted = ["testhost-postgresql-app\x1b]0;owned\x07\x1b[2J-%s.sql.bz2" % TODAY,
                "testhost-mysql-shop\x9b31m-%s.sql.bz2" % TODAY]
     for name in planted:
-        subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                        "touch", str(nas / name)], check=True)
+        as_nobody("touch", nas / name, check=True)
     penv.write(UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas))
     proc = penv.run("list", check=0)
     shown = proc.stdout + proc.stderr
@@ -261,13 +267,12 @@ def test_restore_refuses_a_destination_another_user_controls(penv, request, tmp_
     victim = tmp_path / "root-only"
     victim.mkdir()
     dest = top / "x"
-    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
     if plant == "directory":
-        subprocess.run(nobody + ["mkdir", str(dest)], check=True)
+        as_nobody("mkdir", dest, check=True)
     elif plant == "symlink":
-        subprocess.run(nobody + ["ln", "-s", str(victim), str(dest)], check=True)
+        as_nobody("ln", "-s", victim, dest, check=True)
     else:
-        subprocess.run(nobody + ["mkdir", str(top / "home")], check=True)
+        as_nobody("mkdir", top / "home", check=True)
         dest = top / "home" / "x"
     proc = penv.run("restore", src, dest)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
@@ -289,12 +294,7 @@ def test_unquoted_key_after_export(penv, tmp_path, line):
     key would be "correct" alone, and "horse" and "battery" names of
     variables. A configuration error (exit 1, no archive), words not shown;
     a quoted value, or an export of several assignments, stays fine."""
-    target = tmp_path / "etc"
-    target.mkdir()
-    (target / "shadow").write_text("root:$6$x:19000::::::\n")
-    penv.settings.update(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)])
-    penv.extra = line + "\n"
-    proc = penv.run()
+    proc = run_with_config_line(penv, tmp_path, line)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert "ENCRYPTION_KEY" in proc.stderr and "quote" in proc.stderr
     assert os.listdir(penv.backup_dir) == []
@@ -306,6 +306,21 @@ def test_unquoted_key_after_export(penv, tmp_path, line):
 
 
 # -- a neighbour on a sticky share cannot make the purge delete the real chain ------
+
+def plant_newer_master(penv, share):
+    """Backups ran 30 and 29 days ago (a master and its diff in ``share``);
+    then nobody plants an empty master of this host's target dated
+    yesterday. The names of the real files and of the planted one."""
+    today = datetime.date.today()
+    days = [(today - datetime.timedelta(days=n)).strftime("%Y%m%d") for n in (30, 29, 1)]
+    penv.run(date=days[0], check=0)
+    penv.run(date=days[1], check=0)
+    real = sorted(os.listdir(share))
+    assert len(real) == 2, real
+    planted = "%s-%s.master.1.dar" % (real[0].split("-%s." % days[0])[0], days[2])
+    as_nobody("touch", share / planted, check=True)
+    return real, planted
+
 
 def test_planted_newer_master_on_a_sticky_share_does_not_purge_the_real_chain(penv, request,
                                                                               tmp_path):
@@ -323,16 +338,7 @@ def test_planted_newer_master_on_a_sticky_share_does_not_purge_the_real_chain(pe
     (target / "f").write_text("data\n")
     penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)], UPLOAD_MODULES=["local"],
                LOCAL_DIR=str(nas), PURGE_REMOTE_ARCHIVES=10)
-    today = datetime.date.today()
-    days = [(today - datetime.timedelta(days=n)).strftime("%Y%m%d") for n in (30, 29, 1)]
-    penv.run(date=days[0], check=0)
-    penv.run(date=days[1], check=0)
-    real = sorted(os.listdir(nas))
-    assert len(real) == 2, real
-    prefix = real[0].split("-%s." % days[0])[0]
-    planted = "%s-%s.master.1.dar" % (prefix, days[2])
-    subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                    "touch", str(nas / planted)], check=True)
+    real, planted = plant_newer_master(penv, nas)
     penv.run("-P", check=0)
     assert sorted(os.listdir(nas)) == sorted(real + [planted])
 
@@ -352,15 +358,7 @@ def test_planted_newer_master_on_a_shared_sftp_directory(penv, sshd, tmp_path):
         (target / "f").write_text("data\n")
         penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)], UPLOAD_MODULES=["ssh"],
                    PURGE_REMOTE_ARCHIVES=10, **sshd.settings())
-        today = datetime.date.today()
-        days = [(today - datetime.timedelta(days=n)).strftime("%Y%m%d") for n in (30, 29, 1)]
-        penv.run(date=days[0], check=0)
-        penv.run(date=days[1], check=0)
-        real = sorted(os.listdir(root))
-        assert len(real) == 2, real
-        planted = "%s-%s.master.1.dar" % (real[0].split("-%s." % days[0])[0], days[2])
-        subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                        "touch", str(root / planted)], check=True)
+        real, planted = plant_newer_master(penv, root)
         penv.run("-P", check=0)
         assert sorted(os.listdir(root)) == sorted(real + [planted])
     finally:

@@ -19,16 +19,12 @@ import pytest
 from pypackrat import config, log, modules, run, transfer
 from pypackrat.context import Context, Options
 from pypackrat.errors import PackratError
+from tests.attack import as_nobody
 from tests.conftest import ROOT
 from tests.servers.sshd import sshd_server, sshd  # noqa: F401
 
 TODAY = "20261126"
 NAME = "testhost-etc-%s.1.dar" % TODAY
-NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
-
-
-def as_nobody(*argv):
-    subprocess.run(NOBODY + list(argv), check=True, capture_output=True)
 
 
 def mode(path):
@@ -79,7 +75,7 @@ def test_symlink_planted_at_the_temporary_name_is_not_followed(penv, nas, victim
     removes the link, writes its own file, and the target is untouched."""
     data = os.urandom(300_000)
     archive(penv, data)
-    as_nobody("ln", "-s", str(victim), os.path.join(nas, NAME + transfer.PARTIAL))
+    as_nobody("ln", "-s", str(victim), os.path.join(nas, NAME + transfer.PARTIAL), check=True)
     penv.write(UPLOAD_MODULES=["local"], LOCAL_DIR=nas)
     proc = penv.run("-U", TODAY, date=TODAY)
     assert victim.read_text() == "root's precious file\n"
@@ -93,7 +89,7 @@ def test_symlink_planted_at_the_temporary_name_is_not_followed(penv, nas, victim
 
 def test_planted_link_at_the_final_name_is_replaced_not_followed(penv, nas, victim):
     archive(penv, b"new")
-    as_nobody("ln", "-s", str(victim), os.path.join(nas, NAME))
+    as_nobody("ln", "-s", str(victim), os.path.join(nas, NAME), check=True)
     penv.write(UPLOAD_MODULES=["local"], LOCAL_DIR=nas)
     penv.run("-U", TODAY, date=TODAY, check=0)
     assert victim.read_text() == "root's precious file\n"
@@ -117,9 +113,9 @@ def test_temporary_swapped_before_the_rename_is_refused(penv, nas, victim, swap)
             digest = checksum(name)
             os.unlink(partial)  # as nobody could (its directory); then its own thing in its place
             if swap == "symlink":
-                as_nobody("ln", "-s", str(victim), partial)
+                as_nobody("ln", "-s", str(victim), partial, check=True)
             else:
-                as_nobody("sh", "-c", 'printf planted > "$1"', "sh", partial)
+                as_nobody("sh", "-c", 'printf planted > "$1"', "sh", partial, check=True)
             return digest
         remote.checksum = checksum_then_swap
         with pytest.raises(PackratError, match="no longer the file packrat wrote"):
@@ -132,7 +128,7 @@ def test_temporary_swapped_before_the_rename_is_refused(penv, nas, victim, swap)
 def test_a_link_in_the_share_is_never_fetched(penv, nas, victim, tmp_path):
     """A name in LOCAL_DIR that is a symlink to root's file: not listed, and
     a download of it fails instead of copying the target."""
-    as_nobody("ln", "-s", str(victim), os.path.join(nas, NAME))
+    as_nobody("ln", "-s", str(victim), os.path.join(nas, NAME), check=True)
     ctx = context(penv, UPLOAD_MODULES=["local"], LOCAL_DIR=nas, UPLOAD_RETRIES=0)
     dest = tmp_path / "restored.dar"
     with connect(ctx, "local") as remote:

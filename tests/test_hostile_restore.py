@@ -21,19 +21,13 @@ import pytest
 
 from tests.archives import HOST, KEY, WEEK, archive_prefix, original_dar, use
 from tests.archives import blowfish_week  # noqa: F401
+from tests.attack import as_nobody
+from tests.databases import db_settings, server_for
 from tests.servers.mariadb import mariadb_server  # noqa: F401
 from tests.servers.postgres import postgres_server  # noqa: F401
 
 DAY = "20240107"
 FUTURE = "20991231"
-
-
-def settings_for(penv, engine, server, targets, **more):
-    prefix = "MYSQL" if engine == "mysql" else "POSTGRESQL"
-    penv.settings.update({"BACKUP_MODULES": [engine], prefix + "_TARGETS": targets,
-                          prefix + "_USER": server.user, prefix + "_PASS": server.password,
-                          prefix + "_HOST": "127.0.0.1", prefix + "_PORT": server.port})
-    penv.settings.update(more)
 
 
 @pytest.fixture
@@ -46,9 +40,8 @@ def share():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def as_nobody(path, data):
-    subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                    "sh", "-c", 'cat > "$1"', "sh", str(path)], input=data, check=True)
+def write_as_nobody(path, data):
+    as_nobody("sh", "-c", 'cat > "$1"', "sh", path, input=data, check=True, capture_output=False, text=False)
 
 
 def plant(path, data):
@@ -58,20 +51,16 @@ def plant(path, data):
     directory of its own and moved in, a file the attacker owns."""
     path = pathlib.Path(path)
     try:
-        as_nobody(path, data)
+        write_as_nobody(path, data)
     except subprocess.CalledProcessError:
         staging = tempfile.mkdtemp(prefix="packrat-plant-", dir="/tmp")
         try:
             os.chmod(staging, 0o1777)
-            as_nobody(os.path.join(staging, path.name), data)
+            write_as_nobody(os.path.join(staging, path.name), data)
             shutil.move(os.path.join(staging, path.name), path)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     assert os.stat(path).st_uid != 0
-
-
-def server_for(request, engine):
-    return request.getfixturevalue("mariadb_server" if engine == "mysql" else "postgres_server")
 
 
 def exists(server, engine, db):
@@ -115,8 +104,8 @@ def test_planted_future_dump_is_not_the_newest_and_plain_is_refused(penv, engine
     db = server.new_database("hz")
     server.fill(db, rows=5)
     want = server.contents(db)
-    settings_for(penv, engine, server, [db], ENCRYPTION_KEY=KEY, UPLOAD_MODULES=["local"],
-                 LOCAL_DIR=str(share))
+    db_settings(penv, engine, server, [db], ENCRYPTION_KEY=KEY, UPLOAD_MODULES=["local"],
+                LOCAL_DIR=str(share))
     penv.run(date=DAY, check=0)
     marker = str(tmp_path / "pwned")
     planted = "%s-%s-%s-%s.sql.bz2" % (HOST, engine, db, FUTURE)
@@ -150,7 +139,7 @@ def test_a_dump_cannot_run_client_commands(penv, engine, request, tmp_path):
     with a clear line, and the database it created is dropped."""
     server = server_for(request, engine)
     db = server.new_database("sh")
-    settings_for(penv, engine, server, [db])
+    db_settings(penv, engine, server, [db])
     marker = str(tmp_path / "pwned")
     planted = penv.backup_dir / ("%s-%s-%s-%s.sql.bz2" % (HOST, engine, db, DAY))
     plant(planted, bz2.compress(planted_sql(engine, marker)))
@@ -181,7 +170,7 @@ def test_pg_dumpall_keeps_its_connects_but_not_a_shell(penv, postgres_server, tm
     server = postgres_server
     marker = str(tmp_path / "pwned")
     db = server.new_database("wh")
-    settings_for(penv, "postgresql", server, ["__ALL__"])
+    db_settings(penv, "postgresql", server, ["__ALL__"])
     sql = ("\\restrict abcdef\nSELECT 1;\n\\unrestrict abcdef\n"
            "\\connect -reuse-previous=on \"dbname='%s'\"\n"
            "CREATE TABLE marker_table (id INT);\n"
@@ -231,7 +220,7 @@ def test_a_psql_without_restricted_mode_is_refused(penv, postgres_server, tmp_pa
     restore with it, with one clear line, before it creates anything."""
     server = postgres_server
     db = server.new_database("old")
-    settings_for(penv, "postgresql", server, [db])
+    db_settings(penv, "postgresql", server, [db])
     penv.run(date=DAY, check=0)
     bin_dir = tmp_path / "oldbin"
     bin_dir.mkdir()

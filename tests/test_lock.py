@@ -12,17 +12,10 @@ import pytest
 
 from pypackrat import run
 from pypackrat.errors import LockedError
+from tests.attack import NOBODY, SETPRIV, as_nobody
 from tests.conftest import ROOT
 
-NOBODY = 65534
-
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="plays an unprivileged user: needs root")
-
-
-def as_nobody(*argv):
-    """Run ``argv`` as nobody:nogroup (the attacker)."""
-    return subprocess.run(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups"]
-                          + [str(a) for a in argv], capture_output=True, text=True, timeout=30)
 
 
 @pytest.fixture
@@ -79,8 +72,7 @@ def test_a_lock_file_owned_by_another_user_is_refused(penv, reachable, smtp):
     no backup would ever run again (exit 75 every night)."""
     d = shared_dir(reachable)
     lock = d / "packrat.lock"
-    holder = subprocess.Popen(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups",
-                               "flock", "-x", str(lock), "sleep", "60"], start_new_session=True)
+    holder = subprocess.Popen(SETPRIV + ["flock", "-x", str(lock), "sleep", "60"], start_new_session=True)
     try:
         deadline = time.monotonic() + 10
         while not lock.exists() and time.monotonic() < deadline:
