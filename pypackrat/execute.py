@@ -78,6 +78,25 @@ def _sh():
     return sh
 
 
+# A name, path or value holding bytes that are not UTF-8 is carried as
+# Python carries it (surrogateescape) and reaches the program as those very
+# bytes: sh encodes each argument with its _encoding, strictly.
+ARGV_ENCODING = "packrat-utf-8-surrogateescape"
+
+
+def _codec(name):
+    import codecs
+    if name.replace("_", "-") != ARGV_ENCODING:
+        return None
+    utf8 = codecs.lookup("utf-8")
+    return codecs.CodecInfo(lambda text, errors="surrogateescape": utf8.encode(text, "surrogateescape"),
+                            lambda data, errors="surrogateescape": utf8.decode(data, "surrogateescape"),
+                            name=ARGV_ENCODING)
+
+
+__import__("codecs").register(_codec)
+
+
 def _err_text(exc):
     data = getattr(exc, "stderr", b"") or b""
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
@@ -142,7 +161,7 @@ def _kwargs(env, ok_codes, pass_fds, cwd, clean_env=False, argv=()):
     # each command in a process group of its own, so that stopping packrat
     # (SIGTERM, Ctrl-C) stops the command and everything it started
     kw = {"_ok_code": list(ok_codes), "_tty_out": False, "_return_cmd": True, "_new_group": True,
-          "_preexec_fn": die_with_parent()}
+          "_preexec_fn": die_with_parent(), "_encoding": ARGV_ENCODING}
     if env is not None or clean_env:
         kw["_env"] = _env(env, clean_env)
     fds = set(pass_fds) | named_secret_fds(argv, env)

@@ -263,3 +263,64 @@ def test_a_read_only_backup_user_refused_a_restore_is_told_of_the_restore_user(p
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "set MYSQL_RESTORE_USER and MYSQL_RESTORE_PASS" in lines[0]
     assert sorted(server.databases()) == before
+
+
+def test_a_target_whose_path_is_not_utf8_is_backed_up_uploaded_and_restored(penv, tmp_path):
+    """Names and paths are bytes on Linux: a target directory whose name is
+    not UTF-8 reaches dar as those bytes (before: 'ForkException ...
+    UnicodeEncodeError' with sh's traceback in the output and the mail)."""
+    root = os.fsencode(tmp_path)
+    tree = os.fsdecode(root + b"/caf\xe9")
+    os.mkdir(tree)
+    with open(os.path.join(tree, "a"), "w") as fh:
+        fh.write("a\n")
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    penv.settings.update(BACKUP_MODULES=["filesystem"], UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas))
+    penv.extra = "FS_TARGETS=(\"$(cat %s)\")\n" % (tmp_path / "target-name")
+    with open(tmp_path / "target-name", "wb") as fh:
+        fh.write(os.fsencode(tree))
+    proc = penv.run(date="20261126", stdin=subprocess.DEVNULL,
+                    errors="replace")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and penv.mails() == []
+    made = os.listdir(os.fsencode(nas))
+    assert made == [b"testhost-" + root[1:].replace(b"/", b"-") + b"-caf\xe9-20261126.master.1.dar"]
+    out = tmp_path / "restored"
+    proc = penv.run("restore", "testhost-" + tree[1:].replace("/", "-"), str(out), date="20261126",
+                    stdin=subprocess.DEVNULL, errors="replace")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "a").read_text() == "a\n"
+
+
+def test_a_database_name_that_is_not_utf8_fails_with_one_clean_line(penv):
+    penv.write(BACKUP_MODULES=["mysql"], MYSQL_HOST="127.0.0.1", MYSQL_PORT=1, MYSQL_USER="u")
+    with open(penv.config_path, "ab") as fh:
+        fh.write(b"MYSQL_TARGETS=($'shop\\xff')\n")
+    proc = subprocess.run([sys.executable, PACKRAT, "-c", str(penv.config_path)], capture_output=True,
+                          env=dict(os.environ, PACKRAT_DATE="20261126"), stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode == 1
+    err = proc.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in err and "ForkException" not in err and "UnicodeEncodeError" not in err
+    assert len(penv.mails()) == 1 and "ForkException" not in penv.smtp.bodies()[0]
+
+
+def test_an_absolute_exclude_path_is_caught_by_check_not_by_dar_at_night(penv, tmp_path):
+    """dar refuses an absolute -P ("Cannot add an absolute path"): check says
+    so, naming FS_EXCLUDE_PATHS, and the relative form backs up without it."""
+    src = tmp_path / "src"
+    (src / "cache").mkdir(parents=True)
+    (src / "cache" / "big").write_text("skip me\n")
+    (src / "keep").write_text("keep me\n")
+    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(src)], FS_EXCLUDE_PATHS=[str(src / "cache")])
+    for args in (["check"], []):
+        proc = penv.run(*args, date="20240107")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert "%s: FS_EXCLUDE_PATHS: %r is an absolute path" % (penv.config_path, str(src / "cache")) \
+            in proc.stderr, proc.stderr
+    assert os.listdir(penv.backup_dir) == []
+    penv.write(FS_EXCLUDE_PATHS=["cache"])
+    penv.run(date="20240107", check=0)
+    listing = subprocess.run(["dar", "-l", str(penv.backup_dir / os.listdir(penv.backup_dir)[0]).rsplit(".", 2)[0],
+                              "-Q"], capture_output=True, text=True)
+    assert "keep" in listing.stdout and "big" not in listing.stdout

@@ -343,6 +343,12 @@ def check(settings):
                 problems.append("%s: FS_TARGETS: %r and %r would share archive names (%s)"
                                 % (where("FS_TARGETS"), seen[prefix], target, "HOST%s-DATE" % prefix))
             seen[prefix] = target
+    if settings.valid("FS_EXCLUDE_PATHS"):
+        for path in settings["FS_EXCLUDE_PATHS"]:
+            if path.startswith("/"):
+                problems.append("%s: FS_EXCLUDE_PATHS: %r is an absolute path, which dar refuses; give "
+                                "it relative to each target (for /home/sites/cache with the target "
+                                "/home/sites: 'cache')" % (where("FS_EXCLUDE_PATHS"), path))
     if settings.valid("FS_SLICE_SIZE"):
         size = settings["FS_SLICE_SIZE"]
         if size and (not SLICE_SIZE.match(size) or size.endswith("\n")):
