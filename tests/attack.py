@@ -50,3 +50,19 @@ def refused(proc, path):
     lines = [l for l in proc.stderr.splitlines() if l.startswith("%s: refusing" % path)]
     assert lines, proc.stderr
     assert "chown root %s; chmod go-w %s" % (path, path) in lines[0]
+
+
+def processes_with(word):
+    """Pids whose command line (NUL-separated words) holds ``word``: what a
+    killed run may have left running."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                if word.encode() in fh.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found

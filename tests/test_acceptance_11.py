@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.attack import as_nobody
+from tests.attack import as_nobody, processes_with
 from tests.conftest import PACKRAT
 from tests.databases import configure
 from tests.servers.ftp import ftp_server, ftpd  # noqa: F401
@@ -149,18 +149,6 @@ def test_restore_into_a_hostile_name(penv, engine, request, tmp_path, fake_pg):
 
 # -- a killed run: what a Bash module started dies too -----------------------------
 
-def _cmdlines_with(word):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as fh:
-                if word.encode() in fh.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
 def test_sigkill_stops_what_a_bash_module_started(penv):
     """A Bash backup module writes its archive from a subshell (as a
     ``mysqldump > file`` would, in a process of its own). packrat is killed
@@ -184,9 +172,9 @@ def test_sigkill_stops_what_a_bash_module_started(penv):
         proc.wait()
     time.sleep(0.5)
     size = out.stat().st_size
-    left = _cmdlines_with("sleep\0" + tick)
+    left = processes_with("sleep\0" + tick)
     time.sleep(0.5)
-    for pid in _cmdlines_with("sleep\0" + tick):  # the test's own cleanup, by pid
+    for pid in processes_with("sleep\0" + tick):  # the test's own cleanup, by pid
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     assert out.stat().st_size == size, "the module's subshell kept writing after packrat died"

@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from tests.attack import processes_with
 from tests.conftest import PACKRAT
 from tests.servers.sshd import sshd_server, sshd  # noqa: F401
 from tests.servers.mariadb import mariadb_server  # noqa: F401
@@ -28,21 +29,6 @@ def run_nightly(penv, env=None):
     return subprocess.run([sys.executable, PACKRAT, "-c", str(penv.config_path)],
                           capture_output=True, text=True, env=full, timeout=120,
                           stdin=subprocess.DEVNULL)
-
-
-def processes_with(word):
-    """Pids whose command line holds ``word``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as fh:
-                if word.encode() in fh.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 @pytest.mark.parametrize("start", ["setsid sleep %s &", "(setsid sleep %s &)",
