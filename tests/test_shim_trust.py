@@ -3,6 +3,7 @@ another user owns or can write is refused before anything is sourced; what a
 module prints passes through the mask of secrets, line by line, bytes intact."""
 import os
 import subprocess
+import uuid
 
 import pytest
 
@@ -178,10 +179,11 @@ def test_no_file_on_disk_holds_a_secret_while_a_module_runs(penv, tmp_path):
         '    printf %%s "$MYSQL_PASS" > %s.value\n'
         '    true\n}\n' % (seen, seen))
     # set in modules.d: the shell gets it from packrat, not from packrat.conf
-    (penv.modules_d / "mysql.conf").write_text("[mysql]\nMYSQL_PASS = peek-s3cret-pw\n")
+    secret = "peek-%s" % uuid.uuid4().hex  # in no file but those of this test
+    (penv.modules_d / "mysql.conf").write_text("[mysql]\nMYSQL_PASS = %s\n" % secret)
     os.chmod(penv.modules_d / "mysql.conf", 0o600)
     penv.write(BACKUP_MODULES=["peek"])
     proc = penv.run(date=DATE)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "seen.value").read_text() == "peek-s3cret-pw"
+    assert (tmp_path / "seen.value").read_text() == secret
     assert (tmp_path / "seen.files").read_text() == ""
