@@ -478,7 +478,7 @@ def _records(data):
     try:
         while i < len(fields):
             kind = fields[i]
-            if kind in (b"E", b"X"):
+            if kind in (b"E", b"X", b"R"):
                 end = (kind.decode(), int(fields[i + 1]), fields[i + 2].decode("ascii", "replace"))
                 break
             name = fields[i + 1].decode("utf-8", "surrogateescape")
@@ -624,6 +624,9 @@ def read_shell(path):
         problems.append("%s: %sthe file exited before its end, with status %d (exit, or a failing "
                         "command under set -e): the settings after that point were not read"
                         % (path, at(end[2]), end[1]))
+    elif end[0] == "R":
+        problems.append("%s: %sa return outside any function stopped the file there: the settings "
+                        "after that point were not read" % (path, at(end[2])))
     elif end[1] != 0:
         problems.append("%s: %sthe file ended with status %d (its last command failed): a "
                         "configuration must end with status 0" % (path, at(end[2]), end[1]))

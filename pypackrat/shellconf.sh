@@ -12,6 +12,8 @@
 #                              status of `source` (its last command)
 #   X STATUS LINE              the config exited before its end (exit, set -e);
 #                              the variables before it are what it had defined
+#   R STATUS LINE              a `return` outside any function stopped reading
+#                              the config there (source returned early)
 # LINE is the line of the config's last command when known (empty if not).
 # No record at all: the shell was replaced (exec) or killed.
 #
@@ -24,7 +26,7 @@
 {
 readonly __packrat_config="$1" __packrat_result="$2"
 set --
-__packrat_line= __packrat_prev=
+__packrat_line= __packrat_prev= __packrat_returned=
 
 __packrat_names() {
     # every variable name, into __packrat_all: one listing (bash lists all
@@ -59,7 +61,12 @@ __packrat_on_exit() {
 __packrat_dump() {
     __packrat_status=$1 __packrat_last=$__packrat_line
     __packrat_sane
-    __packrat_values E
+    if [[ -n $__packrat_returned ]]; then
+        __packrat_last=$__packrat_returned
+        __packrat_values R
+    else
+        __packrat_values E
+    fi
 }
 
 __packrat_values() {
@@ -96,7 +103,9 @@ unset __packrat_all
 # (functrace: the DEBUG trap also runs in the sourced file). The trap keeps
 # the previous line too, as the EXIT trap's own command runs it once more.
 set -T
-trap '[[ ${BASH_SOURCE[0]} == "$__packrat_config" ]] && __packrat_prev=$__packrat_line __packrat_line=$LINENO; :' DEBUG
+# A `return` at the file's top level (not in a function of it) ends the
+# `source` early: the trap notes its line.
+trap '[[ ${BASH_SOURCE[0]} == "$__packrat_config" ]] && __packrat_prev=$__packrat_line __packrat_line=$LINENO && [[ ${FUNCNAME[0]-source} == source && ( $BASH_COMMAND == return || $BASH_COMMAND == "return "* ) ]] && __packrat_returned=$LINENO; :' DEBUG
 trap '__packrat_on_exit "$?"' EXIT
 # shellcheck disable=SC1090
 source "$__packrat_config"

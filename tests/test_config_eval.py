@@ -166,6 +166,22 @@ def test_early_exit_names_the_status_and_line(penv, extra, status, offset):
     assert "is not defined" not in proc.stderr
 
 
+@pytest.mark.parametrize("extra,offset", [
+    ("return\n", 0), ("if true; then\n  return 0\nfi\n", 1),
+])
+def test_a_return_outside_functions_is_named(penv, extra, offset):
+    """A top-level return ends bash's reading of the file without a word."""
+    proc = check(penv, extra + "LATE=1\n")
+    assert proc.returncode == 1
+    assert ("%s: line %d: a return outside any function stopped the file there"
+            % (penv.config_path, config_line(penv) + offset) in proc.stderr), proc.stderr
+
+
+def test_a_return_in_a_function_or_a_name_like_return_is_fine(penv):
+    proc = check(penv, "f() { return 0; }\nf\nreturn_code=0\nreturned=(a b)\n")
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_exec_in_the_config_is_named(penv):
     proc = check(penv, "exec /bin/true\n")
     assert proc.returncode == 1
