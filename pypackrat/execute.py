@@ -331,6 +331,17 @@ def _stop(procs):
 
 # -- files -----------------------------------------------------------------
 
+TEMP_PREFIX = ".packrat-tmp-"
+
+
+def temporary_name(name):
+    """``.packrat-tmp-PID-NAME``: the one form of every temporary name a run
+    makes beside final names (files, dar slices, working directories). The
+    PID lets the next run sweep what a killed run left (``sweep_stale``),
+    and the leading dot keeps it out of every purge."""
+    return "%s%d-%s" % (TEMP_PREFIX, os.getpid(), name)
+
+
 @contextlib.contextmanager
 def atomic_output(final_path):
     """Yield a temporary path beside ``final_path``; rename it to the final
@@ -338,7 +349,7 @@ def atomic_output(final_path):
     thus never leaves a file under its final name."""
     final_path = os.fspath(final_path)
     directory, name = os.path.split(final_path)
-    tmp = os.path.join(directory, ".packrat-tmp-%d-%s" % (os.getpid(), name))
+    tmp = os.path.join(directory, temporary_name(name))
     try:
         yield tmp
         if not _dry_run:
@@ -349,7 +360,6 @@ def atomic_output(final_path):
         raise
 
 
-TEMP_PREFIX = ".packrat-tmp-"
 # what a run leaves under its PID: .packrat-tmp-PID-NAME (files and
 # directories beside the final names) and its private directory packrat-PID-XXXX
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"([0-9]+)-.")

@@ -123,7 +123,7 @@ def work_dir(ctx, where=None):
     elif where:
         _trusted_place(where, "--work-dir")
     # the PID in the name: the next nightly run sweeps it if this one is killed
-    path = tempfile.mkdtemp(prefix="%s%d-restore-" % (execute.TEMP_PREFIX, os.getpid()), dir=parent)
+    path = tempfile.mkdtemp(prefix=execute.temporary_name("restore-"), dir=parent)
     os.chmod(path, 0o700)
     try:
         yield path

@@ -323,7 +323,7 @@ def files_of_date(ctx, date):
         raise PackratError("BACKUP_DIR %s does not exist" % top)
     found = sorted(os.path.join(top, e.name) for e in os.scandir(top)
                    if e.is_file(follow_symlinks=False) and date in e.name
-                   and not e.name.startswith(".packrat-tmp-"))
+                   and not execute.is_temporary(e.name))
     if not found:
         log.warn("No file in %s has %s in its name: nothing to upload" % (top, date))
     return found

@@ -254,7 +254,7 @@ def download(remote, remote_name, local_path):
     import tempfile
     from pypackrat import execute
     directory, name = os.path.split(os.path.abspath(local_path))
-    private = tempfile.mkdtemp(prefix="%s%d-" % (execute.TEMP_PREFIX, os.getpid()), dir=directory)
+    private = tempfile.mkdtemp(prefix=execute.temporary_name(""), dir=directory)
     tmp = os.path.join(private, name)
 
     def attempt():

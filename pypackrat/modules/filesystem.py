@@ -182,30 +182,7 @@ def key_file(settings, reference):
 
 
 def temporary_base(base):
-    return "%s%d-%s" % (execute.TEMP_PREFIX, os.getpid(), base)
-
-
-def remove_stale_temporaries(directory):
-    """Slices left under a temporary name by a run that died (its PID gone)."""
-    try:
-        entries = os.listdir(directory)
-    except FileNotFoundError:
-        return
-    pattern = re.compile(re.escape(execute.TEMP_PREFIX) + r"([0-9]+)-.*\.[0-9]+\.dar$")
-    for name in entries:
-        m = pattern.match(name)
-        if not m or int(m.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(m.group(1)), 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        log.verbose("%s removing %s, left by an interrupted run" % (TAG, name))
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(directory, name))
+    return execute.temporary_name(base)
 
 
 def publish(directory, temp, base):
@@ -302,8 +279,6 @@ def backup(ctx):
     if ctx.settings["FS_METHOD"] == "dar" and not execute.which("dar"):
         raise PackratError("%s dar is not installed (not found in PATH): no filesystem archive "
                            "was made" % TAG)
-    if not ctx.dry_run:
-        remove_stale_temporaries(ctx.backup_dir)
     made, failures = [], []
     for target in ctx.settings["FS_TARGETS"]:
         if not os.path.isdir(target):
