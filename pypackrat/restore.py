@@ -410,15 +410,6 @@ def _check_name(name):
         raise PackratError("%r is not a database name packrat can restore into" % name)
 
 
-def _descriptors(args=(), env=None):
-    """The descriptors that connection arguments or an environment refer to
-    as /dev/fd/N (secrets in memory files): they must be passed on."""
-    found = set()
-    for text in list(args) + list((env or {}).values()):
-        found.update(int(n) for n in re.findall(r"/dev/fd/(\d+)", str(text)))
-    return sorted(found)
-
-
 class _Overlay:
     """Settings with some values replaced (the restore credentials)."""
 
@@ -485,8 +476,7 @@ def _mysql(ctx, stages, fds, target, whole, force):
     client = dumps.program("mysql", "mariadb")
     options = _mysql_client_options(client)
     with mysql.connection(restore_settings(ctx.settings)) as conn:
-        conn = list(conn)
-        fds = list(fds) + _descriptors(conn)
+        conn = list(conn)  # its /dev/fd/N (the password) execute passes on by itself
         created = False
         # the name only ever inside SQL, quoted: never an argument that a
         # client could read as an option (a database named -f... or --init-command=...)
@@ -573,7 +563,6 @@ def _postgresql(ctx, stages, fds, target, whole, force):
     from pypackrat.modules import postgresql
     with postgresql.connection(ctx.settings) as (env, conn):
         conn = list(conn)
-        fds = list(fds) + _descriptors(conn, env)
         psql = ["psql", "-X", "-q"] + conn
         _psql_check_restrict(psql, env, fds)
         key = _restrict_key()

@@ -259,7 +259,8 @@ def test_pgpass_is_bound_to_the_configured_host_and_port(postgres_tenanted, fake
     assert fake.connections == 1
     assert server.password.encode() not in fake.received
     # the fake server would have seen it from a password file valid everywhere
-    with execute.secret_path(postgresql.pgpass_line(server.password)) as path:
+    anywhere = "*:*:*:*:%s\n" % server.password.replace("\\", "\\\\").replace(":", "\\:")
+    with execute.secret_path(anywhere) as path:
         with pytest.raises(execute.CommandFailed):
             execute.run(["psql", "-X"] + other + ["-d", "postgres", "-c", "SELECT 1"],
                         env={"PGPASSFILE": path}, changes=False)

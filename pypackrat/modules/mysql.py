@@ -49,11 +49,14 @@ def _needs_listing(settings):
         settings["DB_SPLIT_ALL"] or settings["MYSQL_EXCLUDE"])
 
 
+def _programs(settings):
+    return [DUMP_PROGRAMS] + ([CLIENT_PROGRAMS] if _needs_listing(settings) else [])
+
+
 def requirements(settings):
     """Lines about programs the module needs that are not installed (for
     ``packrat check``; the module fails with them when it runs)."""
-    programs = [DUMP_PROGRAMS] + ([CLIENT_PROGRAMS] if _needs_listing(settings) else [])
-    return dumps.requirements(settings, "mysql", programs)
+    return dumps.requirements(settings, "mysql", _programs(settings))
 
 
 def option_value(text):
@@ -166,7 +169,6 @@ def jobs(ctx, conn):
 
 def backup(ctx):
     if not execute.dry_run():
-        dumps.require(ctx.settings, "mysql", [DUMP_PROGRAMS] + (
-            [CLIENT_PROGRAMS] if _needs_listing(ctx.settings) else []))
+        dumps.require(ctx.settings, "mysql", _programs(ctx.settings))
     with connection(ctx.settings) as conn:
         return dumps.run_jobs(dumps.once(jobs(ctx, conn)))

@@ -105,11 +105,6 @@ def pgpass_lines(password, host="", port=None, user=""):
     return "".join(lines)
 
 
-def pgpass_line(password):
-    """Kept for callers of old: a line for any server (prefer pgpass_lines)."""
-    return "*:*:*:*:%s\n" % _pgpass_field(password)
-
-
 def dbname_arg(database):
     """``--dbname=`` with a connection string that holds the name alone,
     quoted as libpq reads it (backslash and single quote escaped)."""
