@@ -178,7 +178,8 @@ def config_timeout():
 
 # -- who may write what packrat runs as root ---------------------------------------
 
-def _owner_name(uid):
+def owner_name(uid):
+    """A user's name for a message (``uid N`` when it has none)."""
     import pwd
     try:
         return pwd.getpwuid(uid).pw_name
@@ -190,10 +191,14 @@ def _trusted_owners():
     return {0, os.geteuid()}
 
 
+def invoker():
+    """Who runs packrat, for a message: root, or the user's name."""
+    return "root" if os.geteuid() == 0 else owner_name(os.geteuid())
+
+
 def _fix(path, is_dir):
     import shlex
-    owner = "root" if os.geteuid() == 0 else _owner_name(os.geteuid())
-    return "chown %s %s; chmod go-w %s" % (owner, shlex.quote(path), shlex.quote(path))
+    return "chown %s %s; chmod go-w %s" % (invoker(), shlex.quote(path), shlex.quote(path))
 
 
 def _chain(path):
@@ -239,7 +244,7 @@ def untrusted(path, what, holds_files=False):
         role = what if p in leaves else "it is above %s, which %s" % (target, what)
         if st.st_uid not in _trusted_owners():
             problems.append("%s: refusing this %s: it is owned by %s, not by root, and %s; fix: %s"
-                            % (p, kind, _owner_name(st.st_uid), role, _fix(p, is_dir)))
+                            % (p, kind, owner_name(st.st_uid), role, _fix(p, is_dir)))
             continue
         writable = st.st_mode & 0o022
         sticky = is_dir and st.st_mode & stat.S_ISVTX and not (holds_files and p in leaves)

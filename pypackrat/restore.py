@@ -161,7 +161,7 @@ def _trusted_place(path, what, holds_files=True):
     if st is not None and stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
         raise PackratError("%s: refusing it (%s): it is a symbolic link of %s's, who could point "
                            "it elsewhere while packrat writes as root; give the real path"
-                           % (path, what, config._owner_name(st.st_uid)))
+                           % (path, what, config.owner_name(st.st_uid)))
     problems = config.untrusted(path, "packrat writes into it as root (%s)" % what,
                                 holds_files=holds_files)
     if problems:

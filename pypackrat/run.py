@@ -17,7 +17,7 @@ import fcntl
 import os
 import stat
 
-from pypackrat import execute, log, mail, modules, retention, transfer
+from pypackrat import config, execute, log, mail, modules, retention, transfer
 from pypackrat.errors import LockedError, PackratError
 
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
@@ -33,14 +33,6 @@ def _refuse(path, why):
     "cannot take the lock PATH: ")."""
     return OSError("%s %s; remove it (it holds no data), or keep LOCK_FILE in a directory only "
                    "root can write, as the default %s" % (path, why, DEFAULT_LOCK_FILE))
-
-
-def _owner_name(uid):
-    import pwd
-    try:
-        return "%s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
-    except KeyError:
-        return "uid %d" % uid
 
 
 @contextlib.contextmanager
@@ -79,7 +71,7 @@ def lock(path):
         else:
             if st.st_uid not in (0, uid):
                 raise _refuse(directory, "(the lock's directory) is owned by %s, not by %s"
-                              % (_owner_name(st.st_uid), _invoker()))
+                              % (config.owner_name(st.st_uid), config.invoker()))
             if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
                 raise _refuse(directory, "(the lock's directory) is writable by other users "
                               "(mode %04o)" % stat.S_IMODE(st.st_mode))
@@ -92,7 +84,7 @@ def lock(path):
             raise _refuse(path, "is not a plain file")
         if st.st_uid != uid:
             raise _refuse(path, "is owned by %s, not by %s: another user may have planted it"
-                          % (_owner_name(st.st_uid), _invoker()))
+                          % (config.owner_name(st.st_uid), config.invoker()))
         if st.st_nlink != 1:
             raise _refuse(path, "has %d hard links (another name may lead to a file of root's)"
                           % st.st_nlink)
@@ -128,17 +120,10 @@ def _open_lock_file(path, base, dfd):
             if exc.errno in (errno.EACCES, errno.EPERM):
                 st = os.stat(base, dir_fd=dfd, follow_symlinks=False)
                 raise _refuse(path, "is owned by %s, not by %s, and cannot be opened"
-                              % (_owner_name(st.st_uid), _invoker()))
+                              % (config.owner_name(st.st_uid), config.invoker()))
             raise
     raise _refuse(path, "keeps disappearing and reappearing")
 
-
-def _invoker():
-    uid = os.geteuid()
-    return "root" if uid == 0 else _owner_name(uid)
-
-
-# -- purge ------------------------------------------------------------------
 
 def owner(ctx, remote=False):
     """Which names are this host's archives (retention.Owner): its
@@ -256,7 +241,7 @@ def purge_remote(ctx, name, days):
         listed = transfer.listing(remote)
         leftovers = stale_partials(ctx, listed)
         names = remote_candidates(ctx, listed, mine)
-        foreign = remote.foreign(names) if hasattr(remote, "foreign") else ()
+        foreign = remote.foreign(names)
         if foreign:
             log.verbose("Purging: %d file(s) named as this host's on %s belong to another user: "
                         "neither deleted nor taken as a backup (planted?)"

@@ -83,6 +83,12 @@ class Remote:
     def delete(self, remote_name):
         raise NotImplementedError
 
+    def foreign(self, names):
+        """The names of ``names`` (this host's, by name) whose files another
+        account of the remote owns: planted, so neither purged nor taken as
+        a backup. Where the remote tells owners (local, SFTP); none else."""
+        return set()
+
     def delete_many(self, names):
         """Delete several names (a purge); a transport with a batch delete
         (S3: 1,000 keys a request) overrides this. A name already gone is
