@@ -407,9 +407,8 @@ def require_encrypted(path, key, name=None):
                            "dar -x on it by hand" % name)
 
 
-def until(ctx, day=None):
-    """The last day whose files count: ``day`` when -d names one, otherwise
-    the run's date (today, or PACKRAT_DATE): a file dated after it is not
-    packrat's own (a planted name, or a clock gone wrong) and is never taken
-    as the newest."""
-    return day if day is not None else ctx.now.date()
+def until(ctx):
+    """The last day whose files count without -d: the run's date (today, or
+    PACKRAT_DATE). A file dated after it is not packrat's own (a planted
+    name, or a clock gone wrong) and is never taken as the newest."""
+    return ctx.now.date()

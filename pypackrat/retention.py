@@ -111,11 +111,7 @@ def _dump_key(name):
     """(host, engine, database part) of a dump's name, or None."""
     from pypackrat import dumps
     parsed = dumps.parse_dump_name(name)
-    if parsed is None:
-        return None
-    if isinstance(parsed, tuple):
-        return tuple(parsed[:3])
-    return (parsed.host, parsed.engine, parsed.database)
+    return None if parsed is None else parsed[:3]
 
 
 def _newest_chain(group, today, whole_chain=True):

@@ -294,13 +294,12 @@ class Verifier:
 
 
 def _passable(name):
-    """Whether ``name`` can go on a command line as its bytes: the command
-    layer encodes arguments with execute.ARGV_ENCODING where it has one,
-    strictly as UTF-8 otherwise (then a name that is not UTF-8 is not
-    picked for the sample)."""
+    """Whether ``name`` can go on a command line as its bytes (the command
+    layer's execute.ARGV_ENCODING: UTF-8, bytes that are not UTF-8 carried
+    as surrogate escapes; any other lone surrogate cannot be)."""
     try:
-        name.encode(getattr(execute, "ARGV_ENCODING", "utf-8"))
-    except (UnicodeEncodeError, LookupError):
+        name.encode(execute.ARGV_ENCODING)
+    except UnicodeEncodeError:
         return False
     return True
 
