@@ -232,19 +232,27 @@ class Remote(BaseRemote):
             self.close()
             raise PackratError("%s: SSH_DIR %s is not a directory" % (self.describe(), self.directory))
 
+    def _plain_key(self):
+        """SSH_KEY read without a passphrase; None when it is protected by
+        one. A file that is no private key is a PackratError."""
+        import paramiko
+        try:
+            return paramiko.PKey.from_path(self.key)
+        except TypeError:  # protected by a passphrase
+            return None
+        except (OSError, ValueError, paramiko.SSHException) as exc:
+            raise PackratError("%s: SSH_KEY %s is not a private key packrat can read (%s)"
+                               % (self.describe(), self.key, exc))
+
     def _load_key(self):
         """SSH_KEY as paramiko uses it: the file itself when it has no
         passphrase; else the ssh-agent's copy of it (the agent holds a key
         with the same public part); else the file unlocked with
         SSH_KEY_PASSPHRASE."""
         import paramiko
-        try:
-            return paramiko.PKey.from_path(self.key)
-        except TypeError:  # protected by a passphrase
-            pass
-        except (OSError, ValueError, paramiko.SSHException) as exc:
-            raise PackratError("%s: SSH_KEY %s is not a private key packrat can read (%s)"
-                               % (self.describe(), self.key, exc))
+        plain = self._plain_key()
+        if plain is not None:
+            return plain
         agent_key = self._agent_key()
         if agent_key is not None:
             return agent_key
@@ -284,12 +292,9 @@ class Remote(BaseRemote):
         if self._askpass is None:
             self._askpass = False
             if self.key and self.settings.get("SSH_KEY_PASSPHRASE"):
-                import paramiko
                 try:
-                    paramiko.PKey.from_path(self.key)
-                except TypeError:
-                    self._askpass = self._agent_key() is None
-                except Exception:
+                    self._askpass = self._plain_key() is None and self._agent_key() is None
+                except PackratError:  # not a key: scp reports it itself
                     pass
         return self._askpass
 
