@@ -584,14 +584,7 @@ def read_shell(path):
         with contextlib.suppress(OSError):
             os.unlink(out_path)
     values, end = _records(data)
-    # the secrets are known before anything is shown
-    defined = set()
-    for name, value in values.items():
-        if is_secret(name):
-            for item in (value if isinstance(value, list) else [value]):
-                if item:
-                    log.add_secret(item)
-                    defined.add(name)
+    defined = register_secrets(values.items())  # the secrets are known before anything is shown
 
     def shown(line):
         return log.mask(line, extra=secret_words)
@@ -752,16 +745,10 @@ def read_modules_d(directory):
                     continue
                 found.append((key, value))
         found += [(key, ini[key]) for key in ini.scalars]
-        secrets = set()
         for key, value in found:
             values[key] = value
             origin[key] = path
-            if is_secret(key):
-                for item in (value if isinstance(value, list) else [value]):
-                    if item:
-                        log.add_secret(item)
-                        secrets.add(key)
-        warn_if_readable(path, secrets)
+        warn_if_readable(path, register_secrets(found))
     return values, origin, problems
 
 
@@ -971,18 +958,24 @@ def _typos(merged, types, origin):
 def _looks_secret(name):
     """A secret's name, or an unknown name close to one (MYSQL_PSS): its value
     is hidden all the same."""
-    if is_secret(name) or is_secret(name.upper()):
+    if is_secret(name):
         return True
     close = _closest(name)
     return bool(close) and close != name and is_secret(close)
 
 
-def _register_secrets(merged):
-    for name, value in merged.items():
-        if _looks_secret(name):
+def register_secrets(items, secret=is_secret):
+    """Register for masking the values (each item of a list) of the
+    settings among ``items`` ((name, value) pairs) that ``secret`` names a
+    secret; return the names that held one."""
+    names = set()
+    for name, value in items:
+        if secret(name):
             for item in (value if isinstance(value, list) else [value]):
                 if item:
                     log.add_secret(item)
+                    names.add(name)
+    return names
 
 
 def load(path=DEFAULT_CONFIG, overrides=None):
@@ -1033,7 +1026,7 @@ def _validate(path, raw, overrides=None, quiet=False):
     for key, value in (overrides or {}).items():
         merged[key] = value
         origin[key] = "command line"
-    _register_secrets(merged)
+    register_secrets(merged.items(), _looks_secret)
 
     types = _spec_types()
     for line in [] if quiet else _typos(merged, types, origin):
