@@ -33,7 +33,6 @@ def _warn_backup_dir(directory):
     someone else's tool writes there may not be private."""
     import os
     import stat
-    from pypackrat import log
     try:
         mode = stat.S_IMODE(os.stat(directory).st_mode)
     except OSError:

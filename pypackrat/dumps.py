@@ -233,17 +233,6 @@ def dump(ctx, database, engine, dump_argv, env=None, pass_fds=()):
         raise PackratError("%s backup of %s failed: %s" % (engine, database, _os_error(exc))) from None
 
 
-def _create(path):
-    """A new 0600 file, never through a planted link; a stale file of an
-    earlier process with the same PID is replaced."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        return os.open(path, flags, 0o600)
-    except FileExistsError:
-        os.unlink(path)
-        return os.open(path, flags, 0o600)
-
-
 def _os_error(exc):
     if isinstance(exc, OSError) and exc.strerror:
         return "%s%s" % (exc.strerror, ": %s" % exc.filename if exc.filename else "")
@@ -269,7 +258,7 @@ def _dump(ctx, database, engine, dump_argv, env, pass_fds):
             return None
         with execute.atomic_output(final) as tmp:
             # 0600 from the start: a dump holds every row and password hash
-            out = _create(tmp)
+            out = execute.create_private(tmp)  # 0600, never through a planted link
             with open(out, "wb") as fh:
                 try:
                     execute.pipeline(stages, fh, env=env, pass_fds=fds)

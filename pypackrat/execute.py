@@ -342,6 +342,24 @@ def temporary_name(name):
     return "%s%d-%s" % (TEMP_PREFIX, os.getpid(), name)
 
 
+def create_private(path):
+    """Create ``path`` afresh for writing, mode 0600, with O_EXCL|O_NOFOLLOW:
+    whatever was there (a stale temporary, or a symlink planted by someone
+    who can write to the directory) is unlinked, never followed, and the
+    file is created again exclusively. Returns the descriptor."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        os.unlink(path)  # removes a link itself, not its target
+        fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask; created 0600 already
+    except OSError:  # a share whose modes are fixed by its mount options
+        pass
+    return fd
+
+
 @contextlib.contextmanager
 def atomic_output(final_path):
     """Yield a temporary path beside ``final_path``; rename it to the final

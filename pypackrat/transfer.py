@@ -103,24 +103,6 @@ class Remote:
         return self.name
 
 
-def create_private(path):
-    """Create ``path`` afresh for writing, mode 0600, with O_EXCL|O_NOFOLLOW:
-    whatever was there (a stale temporary, or a symlink planted by someone
-    who can write to the directory) is unlinked, never followed, and the
-    file is created again exclusively. Returns the descriptor."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        os.unlink(path)  # removes a link itself, not its target
-        fd = os.open(path, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask; created 0600 already
-    except OSError:  # a share whose modes are fixed by its mount options
-        pass
-    return fd
-
-
 def file_digest(path, algorithm):
     if hasattr(algorithm, "file_digest"):  # a module's own (s3.MultipartETag)
         return algorithm.file_digest(path)
@@ -264,7 +246,7 @@ def download(remote, remote_name, local_path):
     tmp = os.path.join(private, name)
 
     def attempt():
-        os.close(create_private(tmp))
+        os.close(execute.create_private(tmp))
         remote.get(remote_name, tmp)
         if remote.size(remote_name) != os.path.getsize(tmp):
             raise VerifyError("%s: download of %s is incomplete" % (remote.describe(), remote_name))

@@ -13,8 +13,9 @@ import os
 import stat
 
 from pypackrat import log
+from pypackrat.execute import create_private
 from pypackrat.errors import PackratError
-from pypackrat.transfer import Remote as BaseRemote, create_private
+from pypackrat.transfer import Remote as BaseRemote
 
 BLOCK = 1 << 20
 
@@ -98,7 +99,7 @@ class Remote(BaseRemote):
         they cannot delete packrat's files), a planted file must not become
         this host's newest backup, which would make the purge delete the
         real ones."""
-        owner = getattr(self, "owner", None)
+        owner = self.owner
         if owner is None:
             return set()
         out = set()
