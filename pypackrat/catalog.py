@@ -45,7 +45,7 @@ def target_prefix(host, target):
     name before ``-DATE``)."""
     if "/" not in target:
         return target
-    from pypackrat.modules import filesystem
+    from pypackrat.backup import filesystem
     return filesystem.archive_prefix(host, target)
 
 
@@ -243,7 +243,7 @@ def pick(archives, prefix, day):
     incremental after it, up to the day; a full archive alone). Every
     archive seen by any slice counts, so that one missing its first slice
     is reported, not silently passed over. Returns [] when there is nothing."""
-    from pypackrat.modules import filesystem
+    from pypackrat.backup import filesystem
     firsts = [filesystem.slice_name(a.base, 1) for a in archives.values() if a.prefix == prefix]
     return [archives[base] for base in filesystem.restore_chain(firsts, prefix, day)]
 
@@ -262,15 +262,12 @@ def orphans(archives):
 
 def open_remote(ctx, name):
     """An open Remote of upload module ``name`` (caller closes it)."""
-    from pypackrat import modules, run
-    resolved = modules.resolve(ctx.settings, name, "upload")
-    if resolved is None:
-        raise PackratError("no upload module named %r" % name)
-    if resolved.kind == "python":
-        problems = resolved.python().check(ctx.settings)
-        if problems:
-            raise PackratError("; ".join(problems))
-    remote = run.open_remote(ctx, resolved)
+    from pypackrat import plugins
+    module = plugins.require(ctx.settings, name, "upload")
+    problems = module.check(ctx.settings)
+    if problems:
+        raise PackratError("; ".join(problems))
+    remote = module.remote(ctx)
     remote.open()
     return remote
 
@@ -347,7 +344,7 @@ def dar_key_line(key):
     the cipher left for dar to read from the archive, so aes256 archives of
     this edition and blowfish archives of the original read alike. Quoted
     as the filesystem module quotes it."""
-    from pypackrat.modules import filesystem
+    from pypackrat.backup import filesystem
     return "-K %s\n" % filesystem.dcf_word(":" + key)
 
 

@@ -42,12 +42,7 @@ Exit status: 0 success, 1 failure (mailed to ADMIN_EMAIL), 75 another run
 holds the lock, 143 stopped by SIGTERM (mailed). "packrat ACTION --help" describes an action.
 """
 
-ACTIONS = {
-    "check": "pypackrat.check",
-    "list": "pypackrat.inventory",
-    "restore": "pypackrat.restore",
-    "verify": "pypackrat.verify",
-}
+ACTIONS = ("check", "list", "restore", "verify")  # pypackrat/actions/NAME.py
 
 _WITH_ARG = "cprmuU"
 _FLAGS = "hvPn"
@@ -212,7 +207,7 @@ def _main(opts):
 
     if opts.action:
         import importlib
-        command = importlib.import_module(ACTIONS[opts.action])
+        command = importlib.import_module("pypackrat.actions." + opts.action)
         try:
             return command.main(ctx, opts.args)
         except PackratError as exc:
@@ -263,12 +258,12 @@ def _unattended(opts):
 
 
 def _show_plan(ctx):
-    from pypackrat import config, log, modules
+    from pypackrat import config, log, plugins
     log.info("[dry run] config %s, host %s, date %s, BACKUP_DIR %s"
              % (ctx.settings.path, ctx.hostname, ctx.today, ctx.backup_dir))
     for line in config.requirements(ctx.settings):
         log.warn("Warning: " + line)
     for role, key in (("backup", "BACKUP_MODULES"), ("upload", "UPLOAD_MODULES")):
         for name in ctx.settings[key]:
-            resolved = modules.resolve(ctx.settings, name, role)
+            resolved = plugins.resolve(ctx.settings, name, role)
             log.info("[dry run] %s" % resolved.describe())

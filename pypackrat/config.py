@@ -905,8 +905,8 @@ def requirements(settings):
     if ca and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
         lines.append("%s: SMTP_CA=%s: no such readable file: the failure mail cannot be sent"
                      % (settings.where("SMTP_CA"), ca))
-    from pypackrat import modules
-    return lines + modules.requirements(settings)
+    from pypackrat import plugins
+    return lines + plugins.requirements(settings)
 
 
 _CLOSEST = {}
@@ -1059,8 +1059,8 @@ def _validate(path, raw, overrides=None, quiet=False):
         origin.setdefault(name, "default")
     settings = Settings(values, origin, merged, path, invalid)
     problems += _check_values(settings)
-    from pypackrat import modules
-    problems += modules.check(settings)
+    from pypackrat import plugins
+    problems += plugins.check(settings)
     return settings, problems
 
 

@@ -17,7 +17,7 @@ import fcntl
 import os
 import stat
 
-from pypackrat import config, execute, log, mail, modules, retention, transfer
+from pypackrat import config, execute, log, mail, plugins, retention, transfer
 from pypackrat.errors import LockedError, PackratError
 
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
@@ -130,10 +130,11 @@ def owner(ctx, remote=False):
     FS_TARGETS' dar prefixes, its dumps (host matched exactly), the
     ``HOST-MODULE-`` names of its Bash backup modules, and PURGE_PATTERNS;
     of any host on a remote with PURGE_REMOTE_ALL_HOSTS."""
-    from pypackrat.modules import filesystem
+    from pypackrat.backup import filesystem
     settings, host = ctx.settings, ctx.hostname
     prefixes = [filesystem.archive_prefix(host, t) for t in settings["FS_TARGETS"]]
-    bash = [m for m in settings["BACKUP_MODULES"] if m not in modules.BACKUP]
+    bash = [m for m in settings["BACKUP_MODULES"]
+            if getattr(plugins.resolve(settings, m, "backup"), "owns_names", lambda: True)()]
     return retention.Owner(host, prefixes, bash, settings["PURGE_PATTERNS"],
                            any_host=remote and settings["PURGE_REMOTE_ALL_HOSTS"])
 
@@ -220,9 +221,9 @@ class Unreachable(PackratError):
 
 
 @contextlib.contextmanager
-def connected(ctx, resolved):
-    """``open_remote`` entered; a failed connection raises Unreachable."""
-    remote = open_remote(ctx, resolved)
+def connected(ctx, module):
+    """``module.remote(ctx)`` entered; a failed connection raises Unreachable."""
+    remote = module.remote(ctx)
     try:
         remote.__enter__()
     except PackratError as exc:
@@ -234,8 +235,8 @@ def connected(ctx, resolved):
 
 
 def purge_remote(ctx, name, days):
-    resolved = modules.resolve(ctx.settings, name, "upload")
-    with connected(ctx, resolved) as remote:
+    module = plugins.resolve(ctx.settings, name, "upload")
+    with connected(ctx, module) as remote:
         log.verbose("Purging remote archives older than %d days on %s" % (days, remote.describe()))
         mine = owner(ctx, remote=True)
         listed = transfer.listing(remote)
@@ -272,33 +273,21 @@ def stale_partials(ctx, names):
 
 # -- backup and upload ----------------------------------------------------------
 
-def open_remote(ctx, resolved):
-    if resolved.kind == "python":
-        return resolved.python().Remote(ctx)
-    from pypackrat import shim
-    return shim.BashRemote(ctx, resolved.name, resolved.where)
+def open_remote(ctx, module):
+    """The Remote of upload module ``module`` (plugins.resolve), not yet open."""
+    return module.remote(ctx)
 
 
 def backup(ctx, name):
-    resolved = modules.resolve(ctx.settings, name, "backup")
-    log.verbose("Running %s" % resolved.describe())
-    if resolved.kind == "python":
-        made = resolved.python().backup(ctx)
-    else:
-        from pypackrat import shim
-        made = shim.backup(ctx, name, resolved.where)
-    return [str(p) for p in made]
+    module = plugins.resolve(ctx.settings, name, "backup")
+    log.verbose("Running %s" % module.describe())
+    return module.backup(ctx)
 
 
 def upload(ctx, name, files):
-    resolved = modules.resolve(ctx.settings, name, "upload")
-    log.verbose("Running %s" % resolved.describe())
-    if resolved.kind == "bash":
-        from pypackrat import shim
-        return shim.upload(ctx, name, resolved.where, files)
-    with connected(ctx, resolved) as remote:
-        for path in files:
-            transfer.upload(remote, path)
+    module = plugins.resolve(ctx.settings, name, "upload")
+    log.verbose("Running %s" % module.describe())
+    module.upload(ctx, files)
 
 
 def files_of_date(ctx, date):

@@ -82,6 +82,44 @@ def find(settings, name, role):
     return found
 
 
+def find_module(settings, name, role):
+    """The BashModule ``name`` of ``role``, or None (plugins.resolve)."""
+    path = find(settings, name, role)
+    return BashModule(name, role, path) if path else None
+
+
+class BashModule:
+    """A Bash module, with the interface of plugins.PythonModule: its values
+    are the shell's to check, its archives are named ``HOST-NAME-...``."""
+
+    kind = "Bash"
+
+    def __init__(self, name, role, path):
+        self.name, self.role, self.where = name, role, path
+
+    def describe(self):
+        return "%s %s module %s: %s" % (self.kind, self.role, self.name, self.where)
+
+    def check(self, settings):
+        return []
+
+    def requirements(self, settings):
+        return []
+
+    def owns_names(self):
+        """Its archives are the ``HOST-NAME-`` names (modules/example.sh)."""
+        return True
+
+    def backup(self, ctx):
+        return [str(p) for p in backup(ctx, self.name, self.where)]
+
+    def remote(self, ctx):
+        return BashRemote(ctx, self.name, self.where)
+
+    def upload(self, ctx, files):
+        return upload(ctx, self.name, self.where, files)
+
+
 # -- what the shell gets ------------------------------------------------------------
 
 def _assign(name, value):

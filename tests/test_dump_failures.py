@@ -21,7 +21,7 @@ import pytest
 
 from pypackrat import execute
 from pypackrat.errors import PackratError
-from pypackrat.modules import mysql, postgresql
+from pypackrat.backup import mysql, postgresql
 from tests.conftest import PACKRAT
 from tests.databases import Settings, configure, engine, server  # noqa: F401
 from tests.servers.mariadb import mariadb_server  # noqa: F401

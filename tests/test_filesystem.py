@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from pypackrat.modules import filesystem
+from pypackrat.backup import filesystem
 from tests.archives import snapshot
 
 HOST = "testhost"

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from pypackrat import config, log, modules, run, transfer
+from pypackrat import config, log, plugins, run, transfer
 from pypackrat.context import Context, Options
 from tests.servers.ftp import ftp_server, ftpd  # noqa: F401
 
@@ -44,7 +44,7 @@ def test_listing_without_mlsd_has_only_plain_files(penv, vsftpd_like):
     penv.write(**settings(vsftpd_like))
     log.reset()
     ctx = Context(config.load(str(penv.config_path)), Options())
-    with run.open_remote(ctx, modules.resolve(ctx.settings, "ftp", "upload")) as remote:
+    with run.open_remote(ctx, plugins.resolve(ctx.settings, "ftp", "upload")) as remote:
         listed = transfer.listing(remote)
         assert remote._mlsd is False  # LIST was used
     assert listed == sorted(files)

@@ -20,7 +20,7 @@ import threading
 import pytest
 
 from pypackrat import dumps, execute
-from pypackrat.modules import mysql, postgresql
+from pypackrat.backup import mysql, postgresql
 from tests.databases import Settings, configure, engine  # noqa: F401
 from tests.servers import serve
 from tests.servers.mariadb import MariaDB, _binary

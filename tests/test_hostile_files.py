@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from pypackrat import config, log, modules, run, transfer
+from pypackrat import config, log, plugins, run, transfer
 from pypackrat.context import Context, Options
 from pypackrat.errors import PackratError
 from tests.attack import as_nobody
@@ -59,7 +59,7 @@ def context(penv, **settings):
 
 
 def connect(ctx, name):
-    return run.open_remote(ctx, modules.resolve(ctx.settings, name, "upload"))
+    return run.open_remote(ctx, plugins.resolve(ctx.settings, name, "upload"))
 
 
 def archive(penv, data=b"archive data " * 1000, name=NAME):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pypackrat import retention
-from pypackrat.modules import filesystem
+from pypackrat.backup import filesystem
 
 NOW = datetime.datetime(2026, 11, 26, 3, 0)
 HOST = "h"

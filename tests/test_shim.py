@@ -229,7 +229,7 @@ def test_stock_names_in_module_path_run_python_unless_shell_modules(site):
     f = touch(site.backup_dir / ("testhost-etc-%s.1.dar" % DATE), os.urandom(100))
     site.write(UPLOAD_MODULES=["local"], MARKER=str(marker))
     plan = site.run("-n", "-U", DATE, date=DATE, check=0)
-    assert "Python upload module local: pypackrat.modules.local" in plan.stdout
+    assert "Python upload module local: pypackrat.upload.local" in plan.stdout
     site.run("-U", DATE, date=DATE, check=0)
     assert not marker.exists()
     assert os.listdir(site.nas) == [f.name]
@@ -246,33 +246,28 @@ def test_stock_names_in_module_path_run_python_unless_shell_modules(site):
 def test_every_ported_name_resolves_to_python_beside_bash_definitions(tmp_path):
     """Whatever ports exist now: a Bash definition of the same name in the
     module path does not change the resolution; SHELL_MODULES does."""
-    from pypackrat import modules
+    from pypackrat import plugins
     from pypackrat.config import Settings
     (tmp_path / "stock.sh").write_text(STOCK)
     values = {"MODULE_PATH": str(tmp_path), "SHELL_MODULES": []}
     settings = Settings(values, {}, {}, str(tmp_path / "packrat.conf"))
     ported = []
-    for role, table in (("backup", modules.BACKUP), ("upload", modules.UPLOAD)):
-        for name, dotted in table.items():
+    for role in plugins.ROLES:
+        for name, dotted in plugins.available(role).items():
             source = os.path.join(ROOT, *dotted.split(".")) + ".py"
-            got = modules.resolve(settings, name, role)
-            if os.path.exists(source):
-                ported.append(name)
-                assert (got.kind, got.where) == ("python", dotted)
-            else:  # not ported yet: the Bash module is what runs
-                assert (got.kind, got.where) == ("bash", str(tmp_path / "stock.sh"))
-    assert "local" in ported
+            got = plugins.resolve(settings, name, role)
+            assert os.path.exists(source)
+            ported.append(name)
+            assert (got.kind, got.where) == ("Python", dotted)
+    assert {"local", "ssh", "ftp", "s3", "filesystem", "mysql", "postgresql"} <= set(ported)
     values["SHELL_MODULES"] = ["local", "filesystem", "ssh", "ftp", "s3", "mysql"]
     for name in values["SHELL_MODULES"]:
-        role = "backup" if name in modules.BACKUP else "upload"
-        got = modules.resolve(settings, name, role)
-        assert (got.kind, got.where) == ("bash", str(tmp_path / "stock.sh"))
-    # a name the Bash files do not define: its port, or nothing at all
-    pg = modules.resolve(settings, "postgresql", "backup")
-    if "postgresql" in ported:
-        assert (pg.kind, pg.where) == ("python", modules.BACKUP["postgresql"])
-    else:
-        assert pg is None
+        role = "backup" if name in plugins.available("backup") else "upload"
+        got = plugins.resolve(settings, name, role)
+        assert (got.kind, got.where) == ("Bash", str(tmp_path / "stock.sh"))
+    # a name the Bash files do not define: its port
+    pg = plugins.resolve(settings, "postgresql", "backup")
+    assert (pg.kind, pg.where) == ("Python", plugins.available("backup")["postgresql"])
 
 
 def test_find_recognises_definition_styles_and_the_last_file_wins(tmp_path):
@@ -654,7 +649,7 @@ def test_python_filesystem_backup_feeds_bash_upload_module(site, tmp_path):
     site.write(BACKUP_MODULES=["filesystem"], UPLOAD_MODULES=["shelf"], FS_TARGETS=[str(src)],
                FS_SLICE_SIZE="100k", MARKER=str(marker))
     plan = site.run("-n", date=DATE, check=0)
-    assert "Python backup module filesystem: pypackrat.modules.filesystem" in plan.stdout
+    assert "Python backup module filesystem: pypackrat.backup.filesystem" in plan.stdout
     site.run(date=DATE, check=0)
     assert not marker.exists()
     base = "testhost%s-%s.master" % (str(src).replace("/", "-"), DATE)

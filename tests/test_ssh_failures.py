@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from pypackrat import config, log, modules, run, transfer
+from pypackrat import config, log, plugins, run, transfer
 from pypackrat.context import Context, Options
 from pypackrat.errors import PackratError
 from tests.servers import serve, wait_for_port
@@ -121,7 +121,7 @@ def context(penv, **settings):
 
 
 def connect(ctx):
-    return run.open_remote(ctx, modules.resolve(ctx.settings, "ssh", "upload"))
+    return run.open_remote(ctx, plugins.resolve(ctx.settings, "ssh", "upload"))
 
 
 def archive(penv, data=b"archive " * 1000):
@@ -193,7 +193,7 @@ def test_scp_refused_key_is_not_retried(penv, sshd2):
 def test_scp_transient_failure_is_still_retried(penv, sshd2, monkeypatch):
     """A failure that is not a refusal (the connection cut) keeps its retries."""
     ctx = context(penv, UPLOAD_RETRIES=1, **sshd2.settings(SSH_CLIENT="openssh"))
-    from pypackrat.modules import ssh as ssh_module
+    from pypackrat.upload import ssh as ssh_module
     with connect(ctx) as remote:
         argv = remote._scp_argv
         calls = []

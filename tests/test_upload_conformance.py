@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from pypackrat import config, log, modules, run, transfer
+from pypackrat import config, log, plugins, run, transfer
 from pypackrat.context import Context, Options
 from pypackrat.errors import PackratError
 from tests.servers.ftp import ftp_server, ftps_server, ftpd, ftpsd  # noqa: F401
@@ -216,7 +216,7 @@ def context(penv, backend, **extra):
 
 
 def connect(ctx, backend):
-    return run.open_remote(ctx, modules.resolve(ctx.settings, backend.name, "upload"))
+    return run.open_remote(ctx, plugins.resolve(ctx.settings, backend.name, "upload"))
 
 
 def archive(penv, name, data):

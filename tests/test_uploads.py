@@ -8,12 +8,12 @@ import threading
 
 import pytest
 
-from pypackrat import config, log, modules, run, transfer
+from pypackrat import config, log, plugins, run, transfer
 from pypackrat.context import Context, Options
 from pypackrat.errors import ConfigError, PackratError
-from pypackrat.modules import ftp as ftp_module
-from pypackrat.modules import s3 as s3_module
-from pypackrat.modules import ssh as ssh_module
+from pypackrat.upload import ftp as ftp_module
+from pypackrat.upload import s3 as s3_module
+from pypackrat.upload import ssh as ssh_module
 from tests.servers.ftp import ftp_server, ftpd, ftps_server, ftpsd  # noqa: F401
 from tests.servers.s3 import s3_server, s3d  # noqa: F401
 from tests.servers.sshd import sshd_server, sshd  # noqa: F401
@@ -36,7 +36,7 @@ def problems(penv, module, **settings):
 
 
 def remote_for(ctx, module):
-    return run.open_remote(ctx, modules.resolve(ctx.settings, module, "upload"))
+    return run.open_remote(ctx, plugins.resolve(ctx.settings, module, "upload"))
 
 
 def archive(penv, name, data):

@@ -106,7 +106,7 @@ def test_flipped_byte_in_a_multipart_s3_object(penv, s3d):
     computes the multipart ETag of the local file and catches it; so does
     the upload's own check."""
     from pypackrat import transfer
-    from pypackrat.modules import s3
+    from pypackrat.upload import s3
     day = "20240301"
     name = _big_dump(penv, day, 9 * MiB)
     penv.settings.update(UPLOAD_MODULES=["s3"], **s3d.settings())

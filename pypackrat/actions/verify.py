@@ -34,7 +34,7 @@ import tempfile
 
 from pypackrat import catalog, execute, log, mail, retention, transfer
 from pypackrat.errors import PackratError
-from pypackrat.restore import decode_stages, work_dir
+from pypackrat.actions.restore import decode_stages, work_dir
 
 TAG = "[VERIFY]"
 

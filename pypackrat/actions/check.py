@@ -2,7 +2,7 @@
 settings, where each came from, secrets masked."""
 import argparse
 
-from pypackrat import config, log, modules
+from pypackrat import config, log, plugins
 
 
 def main(ctx, args):
@@ -21,7 +21,7 @@ def main(ctx, args):
     _warn_backup_dir(settings["BACKUP_DIR"])
     for role, key in (("backup", "BACKUP_MODULES"), ("upload", "UPLOAD_MODULES")):
         for name in settings[key]:
-            print(log.mask("# %s" % modules.resolve(settings, name, role).describe()))
+            print(log.mask("# %s" % plugins.resolve(settings, name, role).describe()))
     for line in config.effective(settings):
         print(log.mask(line))  # a secret's value copied into another setting stays hidden
     return 0

@@ -472,7 +472,7 @@ def _restore_user_hint(settings, message):
 
 def _mysql(ctx, stages, fds, target, whole, force):
     from pypackrat import dumps
-    from pypackrat.modules import mysql
+    from pypackrat.backup import mysql
     client = dumps.program("mysql", "mariadb")
     options = _mysql_client_options(client)
     with mysql.connection(restore_settings(ctx.settings)) as conn:
@@ -560,7 +560,7 @@ def _refused(text):
 
 
 def _postgresql(ctx, stages, fds, target, whole, force):
-    from pypackrat.modules import postgresql
+    from pypackrat.backup import postgresql
     with postgresql.connection(ctx.settings) as (env, conn):
         conn = list(conn)
         psql = ["psql", "-X", "-q"] + conn

@@ -1,0 +1,1 @@
+"""The actions: one file each (check, list, restore, verify); cli.py dispatches."""
