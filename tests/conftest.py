@@ -99,3 +99,111 @@ def smtp(smtp_server):
 @pytest.fixture
 def penv(tmp_path, smtp):
     return PackratEnv(tmp_path, smtp)
+
+
+# -- The fast tier (pytest -m fast) stays honest ------------------------------
+# A test marked ``fast`` may request no server fixture (those of tests/servers/
+# and the SMTP ones here, also through another fixture such as penv), open no
+# listening network socket and start no server program. Each of these fails the
+# test, before a server starts where it can be told from the fixtures.
+SERVER_FIXTURES = {"smtp_server"}
+SERVER_PROGRAMS = {"sshd", "mariadbd", "mysqld", "mariadb-install-db", "mysql_install_db",
+                   "postgres", "initdb", "pg_ctl", "moto_server", "ssh-agent", "vsftpd"}
+
+
+def _is_fast(item):
+    return item.get_closest_marker("fast") is not None
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With -m fast, a test file that marks nothing fast is not even
+    imported (the tier's time is mostly imports)."""
+    if (config.getoption("markexpr", "") == "fast" and collection_path.suffix == ".py"
+            and collection_path.name.startswith("test_")):
+        try:
+            return "mark.fast" not in collection_path.read_text(errors="replace") or None
+        except OSError:
+            return None
+    return None
+
+
+def _server_fixtures(item):
+    """The server fixtures ``item`` requests, directly or through others."""
+    info = getattr(item, "_fixtureinfo", None)
+    found = []
+    for name in getattr(item, "fixturenames", ()):
+        for fixturedef in (info.name2fixturedefs.get(name, ()) if info else ()):
+            module = getattr(fixturedef.func, "__module__", "") or ""
+            if name in SERVER_FIXTURES or module == "tests.servers" or module.startswith("tests.servers."):
+                found.append(name)
+                break
+    return found
+
+
+_POPEN = subprocess.Popen  # the real one (pytest-subprocess's fp replaces subprocess.Popen)
+
+
+class _NoServers:
+    """While a fast test runs: listen() on an IPv4/IPv6 socket and starting a
+    server program raise, and are remembered (a server thread's error does
+    not reach the test by itself)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def refuse(self, what):
+        self.seen.append(what)
+        raise RuntimeError("fast test: %s (servers belong to the server tier)" % what)
+
+    def __enter__(self):
+        import socket
+        guard = self
+        self.listen = socket.socket.listen
+        self.execute_child = _POPEN._execute_child
+
+        def listen(sock, *args):
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                guard.refuse("listens on a network socket")
+            return guard.listen(sock, *args)
+
+        def execute_child(popen, args, executable, *rest, **kw):
+            words = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+            program = os.path.basename(os.fsdecode(executable or words[0])) if words else ""
+            if program in SERVER_PROGRAMS:
+                guard.refuse("starts the server program %s" % program)
+            return guard.execute_child(popen, args, executable, *rest, **kw)
+
+        socket.socket.listen = listen
+        _POPEN._execute_child = execute_child
+        return self
+
+    def __exit__(self, *exc):
+        import socket
+        socket.socket.listen = self.listen
+        _POPEN._execute_child = self.execute_child
+        return False
+
+
+def _guarded(item, check_fixtures=False):
+    if not _is_fast(item):
+        return (yield)
+    if check_fixtures:
+        servers = _server_fixtures(item)
+        if servers:
+            pytest.fail("a fast test uses server fixtures (%s): remove its fast mark or its servers"
+                        % ", ".join(sorted(servers)), pytrace=False)
+    with _NoServers() as guard:
+        result = yield
+    if guard.seen:
+        pytest.fail("fast test: %s" % "; ".join(guard.seen), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    return (yield from _guarded(item, check_fixtures=True))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _guarded(item))

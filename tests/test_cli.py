@@ -1,6 +1,8 @@
 """The command line: flags as the original's getopts took them."""
 import subprocess
 
+import pytest
+
 from tests.conftest import PACKRAT
 
 
@@ -8,6 +10,7 @@ def packrat(*args):
     return subprocess.run([PACKRAT] + list(args), capture_output=True, text=True)
 
 
+@pytest.mark.fast
 def test_help_exits_0_with_usage():
     proc = packrat("-h")
     assert proc.returncode == 0
@@ -15,6 +18,7 @@ def test_help_exits_0_with_usage():
     assert "-U YYYYMMDD" in proc.stdout
 
 
+@pytest.mark.fast
 def test_unknown_flag_exits_1_with_usage():
     proc = packrat("-x")
     assert proc.returncode == 1
@@ -22,11 +26,13 @@ def test_unknown_flag_exits_1_with_usage():
     assert "Usage: packrat" in proc.stderr
 
 
+@pytest.mark.fast
 def test_version():
     proc = packrat("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("packrat ")
 
 
+@pytest.mark.fast
 def test_unreadable_config():
     proc = packrat("-c", "/nonexistent/packrat.conf", "check")
     assert proc.returncode == 1
@@ -44,12 +50,14 @@ def test_combined_flags_and_attached_arguments(penv):
     assert "BACKUP_MODULES=()    # command line" in proc.stdout
 
 
+@pytest.mark.fast
 def test_bad_days_and_date():
     assert packrat("-p", "abc").returncode == 1
     proc = packrat("-U", "2026-11-01")
     assert proc.returncode == 1 and "YYYYMMDD" in proc.stderr
 
 
+@pytest.mark.fast
 def test_unknown_action():
     proc = packrat("frobnicate")
     assert proc.returncode == 1 and "unknown action" in proc.stderr

@@ -94,6 +94,7 @@ def as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("template", [ORIGINAL_STYLE, TRICKY], ids=["original-style", "tricky"])
 def test_values_equal_what_bash_gives(tmp_path, template):
     path = tmp_path / "packrat.conf"
@@ -113,6 +114,7 @@ def test_values_equal_what_bash_gives(tmp_path, template):
         assert raw["CUSTOM_VAR"] == "ünïcode ✓"
 
 
+@pytest.mark.fast
 def test_validated_types_and_secret_masking(tmp_path):
     path = tmp_path / "packrat.conf"
     path.write_text(ORIGINAL_STYLE.format(backup_dir=tmp_path, modules_d=tmp_path / "none",
@@ -133,6 +135,7 @@ def run_packrat(*args):
     return subprocess.run([PACKRAT] + list(args), capture_output=True, text=True)
 
 
+@pytest.mark.fast
 def test_broken_configs_report_every_problem_at_once(tmp_path):
     path = tmp_path / "bad.conf"
     path.write_text(textwrap.dedent("""\
@@ -154,6 +157,7 @@ def test_broken_configs_report_every_problem_at_once(tmp_path):
     assert len(lines) == 3
 
 
+@pytest.mark.fast
 def test_unbalanced_quote_is_one_clear_error(tmp_path):
     path = tmp_path / "bad.conf"
     path.write_text('ADMIN_EMAIL="root\nBACKUP_DIR=/tmp\n')

@@ -348,6 +348,7 @@ def test_fuzz_as_subprocesses(tmp_path):
         len(failures), SUBPROCESS_CASES, "\n\n".join(failures[:3]))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("base", ["shipped", "full"])
 def test_unmutated_bases_are_valid(tmp_path, base):
     """The fuzzer starts from valid configurations (else it tests little)."""

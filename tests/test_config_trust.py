@@ -112,6 +112,7 @@ def test_modules_d_directory_writable_by_others_is_refused(open_env):
     refused(env.run("check"), env.modules_d)
 
 
+@pytest.mark.fast
 def test_invoking_user_may_own_their_own_config(monkeypatch):
     """Run by a user other than root, the user's own files are trusted
     beside root's; another user's are not."""
@@ -164,6 +165,7 @@ def test_secret_in_a_file_others_can_read_is_a_warning(penv):
     ("SSH_KEY", False), ("RSYNC_SSH_KEY", False), ("MYSQL_USER", False), ("PASSAGE", False),
     ("BYPASS_CACHE", False), ("KEYS_DIR", False), ("LOCAL_DIR", False),
 ])
+@pytest.mark.fast
 def test_is_secret_is_the_one_rule(name, secret):
     from pypackrat import config
     assert config.is_secret(name) is secret

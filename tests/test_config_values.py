@@ -3,6 +3,8 @@ and the run agree, typos are caught, and each message names the file to
 edit."""
 import os
 
+import pytest
+
 from pypackrat import config
 
 
@@ -89,6 +91,7 @@ def test_allowed_values_are_listed_once(penv):
     assert "%s: SMTP_TLS='yes': must be one of no, starttls, ssl" % penv.config_path in lines
 
 
+@pytest.mark.fast
 def test_spec_is_read_as_validate_parses_it():
     types = config._spec_types()
     assert types["DB_CIPHER"].args == ["aes-256-cbc", "blowfish"]
@@ -186,6 +189,7 @@ def test_messages_name_the_file_to_edit_not_default(penv):
     assert "%s: SSH_HOST is empty, but the ssh upload module is enabled" % conf in errors(proc)
 
 
+@pytest.mark.fast
 def test_settings_where():
     s = config.Settings({}, {"A": "/etc/packrat.conf", "B": "default", "BACKUP_MODULES": "/m.d/x.conf",
                              "UPLOAD_MODULES": "command line"}, {}, "/etc/packrat.conf")

@@ -435,6 +435,7 @@ def test_check_reports_empty_targets(penv, engine):
     assert "%s: %s is empty" % (penv.config_path, key) in proc.stderr
 
 
+@pytest.mark.fast
 def test_dump_names_round_trip():
     assert dumps.dump_name("h.example.org", "mysql", "__ALL__", "20250102") == \
         "h.example.org-mysql-all-20250102.sql.bz2"

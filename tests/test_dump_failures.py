@@ -147,6 +147,7 @@ def test_missing_program_fails_the_module_not_the_night(penv, mariadb_server, tm
     assert os.listdir(nas) == [stamp]  # and its file went offsite
 
 
+@pytest.mark.fast
 def test_requirements_list_missing_programs(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", path_without(tmp_path, "bzip2", "pg_dumpall", "openssl"))
     settings = Settings(COMPRESSOR="bzip2", ENCRYPTION_KEY="k", MYSQL_TARGETS=["db"], MYSQL_EXCLUDE=[],
@@ -164,6 +165,7 @@ def test_requirements_list_missing_programs(tmp_path, monkeypatch):
 
 # -- the pipeline itself -----------------------------------------------------------------
 
+@pytest.mark.fast
 def test_pipeline_reports_the_cause_not_the_broken_pipe():
     # the producer ignores SIGPIPE, like mysqldump, and complains of the broken pipe
     producer = ["sh", "-c", "trap '' PIPE; exec yes"]
@@ -174,6 +176,7 @@ def test_pipeline_reports_the_cause_not_the_broken_pipe():
     assert failed.value.argv == consumer
 
 
+@pytest.mark.fast
 def test_pipeline_starts_nothing_when_a_program_is_missing(tmp_path):
     mark = tmp_path / "started"
     with pytest.raises(PackratError) as failed:
@@ -182,6 +185,7 @@ def test_pipeline_starts_nothing_when_a_program_is_missing(tmp_path):
     assert not mark.exists()
 
 
+@pytest.mark.fast
 def test_secrets_with_bytes_that_are_not_utf8_reach_programs_as_those_bytes():
     """A password read from the config with undecodable bytes (kept as
     surrogates) goes into the memory file as the original bytes."""

@@ -267,6 +267,7 @@ def test_pgpass_is_bound_to_the_configured_host_and_port(postgres_tenanted, fake
     assert server.password.encode() in fake.received
 
 
+@pytest.mark.fast
 def test_pgpass_lines_follow_libpq_rules(monkeypatch):
     monkeypatch.delenv("PGHOST", raising=False)
     monkeypatch.delenv("PGPORT", raising=False)
@@ -296,6 +297,7 @@ def test_mysql_option_file_binds_the_server_and_stays_in_memory(mariadb_tenanted
         assert out.strip() == "%s@127.0.0.1" % server.user
 
 
+@pytest.mark.fast
 def test_names_encode_one_to_one():
     names = ["shop/eu", "shop-eu", "shop%2Feu", "a\nb", "a%0Ab", "100%", "%", "%%41", "x\x7fy",
              "-f/tmp/x", "é/ß", "all.globals2", "plain_name"]

@@ -169,6 +169,7 @@ def test_archives_and_local_copies_are_0600_in_an_open_backup_dir(penv, nas):
         assert mode(os.path.join(nas, name)) == 0o600, name
 
 
+@pytest.mark.fast
 def test_files_of_atomic_output_are_0600_under_packrat(tmp_path):
     """Dumps go through execute.atomic_output: under packrat's umask (set
     first thing by cli.main) what it creates is 0600."""

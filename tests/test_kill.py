@@ -12,6 +12,8 @@ import signal
 import subprocess
 import tempfile
 
+import pytest
+
 from pypackrat import execute
 from tests.databases import configure, engine, server  # noqa: F401
 from tests.servers.mariadb import mariadb_server  # noqa: F401
@@ -116,6 +118,7 @@ def make(path, content=b"x"):
     return path
 
 
+@pytest.mark.fast
 def test_sweep_removes_only_what_dead_runs_of_ours_left(tmp_path):
     nobody = pwd.getpwnam("nobody")
     top = tmp_path / "backup"

@@ -56,6 +56,7 @@ def test_a_symlink_planted_at_lock_file_leaves_its_target_untouched(penv, reacha
     assert lock.is_symlink()  # not followed, not replaced
 
 
+@pytest.mark.fast
 def test_a_symlink_at_lock_file_is_refused_even_in_roots_own_directory(reachable):
     """O_NOFOLLOW itself (fs.protected_symlinks aside): a link is never followed."""
     victim = reachable / "victim"
@@ -103,6 +104,7 @@ def test_a_lock_directory_of_another_user_or_writable_by_others_is_refused(penv,
         assert not (directory / "packrat.lock").exists()
 
 
+@pytest.mark.fast
 def test_default_lock_is_in_a_root_only_directory(reachable):
     from pypackrat import config
     spec = open(config.SPEC).read()
@@ -118,6 +120,7 @@ def test_default_lock_is_in_a_root_only_directory(reachable):
                 pass
 
 
+@pytest.mark.fast
 def test_an_old_world_readable_lock_file_of_roots_becomes_private(reachable):
     """A lock file an older packrat left 0644 in /run/lock: anyone could open
     it and hold the lock; it is made 0600 before it is used."""
@@ -131,6 +134,7 @@ def test_an_old_world_readable_lock_file_of_roots_becomes_private(reachable):
     assert held.returncode != 0  # nobody cannot even open it now
 
 
+@pytest.mark.fast
 def test_not_as_root_the_invoking_users_own_lock(reachable):
     """Run by another user, the lock file must be that user's: root's file
     in that user's directory is refused, the user's own is taken."""

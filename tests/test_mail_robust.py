@@ -49,6 +49,7 @@ def test_hostname_with_a_line_break_injects_no_header(penv):
     assert "HOSTNAME=" in penv.smtp.bodies()[0]
 
 
+@pytest.mark.fast
 def test_compose_refuses_a_header_with_a_line_break_and_send_says_why(capsys):
     settings = {"ADMIN_EMAIL": "root\nBcc: evil@example.org", "MAIL_FROM": "", "HOSTNAME": "h",
                 "SMTP_HOST": "127.0.0.1", "SMTP_PORT": 9, "SMTP_TLS": "no", "SMTP_CA": "",
@@ -63,6 +64,7 @@ def test_compose_refuses_a_header_with_a_line_break_and_send_says_why(capsys):
         mail.compose(settings, "Packrat: Error", "body")
 
 
+@pytest.mark.fast
 def test_body_with_undecodable_bytes_is_encoded():
     settings = {"ADMIN_EMAIL": "root", "MAIL_FROM": "", "HOSTNAME": "h"}
     msg = mail.compose(settings, "Packrat: Error", "path /srv/\udcff\udcfe and \ud800 lone")
@@ -121,6 +123,7 @@ def test_configuration_error_mail_never_logs_in_without_tls(penv, tmp_path):
     assert "smtp-pw-77" not in sent and "smtp-pw-77" not in body
 
 
+@pytest.mark.fast
 def test_fallback_settings_take_only_what_validated():
     from pypackrat import config
     values = {"ADMIN_EMAIL": "ops@example.org", "HOSTNAME": "web1", "MAIL_FROM": "",

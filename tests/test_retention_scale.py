@@ -82,6 +82,7 @@ def random_names(rnd):
     return sorted(names)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("keep_chains", [True, False])
 @pytest.mark.parametrize("keep_newest", [True, False])
 @pytest.mark.parametrize("whole_chain", [True, False])
@@ -95,6 +96,7 @@ def test_the_planner_follows_the_rules(keep_chains, keep_newest, whole_chain):
         assert got == reference(names, days, NOW, keep_chains, keep_newest, whole_chain), (trial, names, days)
 
 
+@pytest.mark.fast
 def test_the_newest_chain_and_dumps_survive_any_age():
     names = ["h-a-20200105.master.1.dar", "h-a-20200105.master.2.dar", "h-a-20200106.1.dar",
              "h-a-20200107.1.dar", "h-a-20200108.master.2.dar",  # a master without slice 1: incomplete

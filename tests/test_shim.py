@@ -243,6 +243,7 @@ def test_stock_names_in_module_path_run_python_unless_shell_modules(site):
     assert os.listdir(site.nas) == ["bash-copy-" + f.name]
 
 
+@pytest.mark.fast
 def test_every_ported_name_resolves_to_python_beside_bash_definitions(tmp_path):
     """Whatever ports exist now: a Bash definition of the same name in the
     module path does not change the resolution; SHELL_MODULES does."""
@@ -270,6 +271,7 @@ def test_every_ported_name_resolves_to_python_beside_bash_definitions(tmp_path):
     assert (pg.kind, pg.where) == ("Python", plugins.available("backup")["postgresql"])
 
 
+@pytest.mark.fast
 def test_find_recognises_definition_styles_and_the_last_file_wins(tmp_path):
     from pypackrat import shim
     from pypackrat.config import Settings

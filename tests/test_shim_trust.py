@@ -133,6 +133,7 @@ class _Stream:
     [b"x" * 20, b"split-s3cret", b" and more\nnext"],
     [b"x" * 20 + b"s", b"p", b"lit-s3cret and more\nne", b"xt"],
 ])
+@pytest.mark.fast
 def test_a_secret_split_across_reads_or_pieces_is_masked(monkeypatch, chunks):
     from pypackrat import log, shim
     monkeypatch.setattr(shim, "_LONG_LINE", 10)  # every read is over a "long line"

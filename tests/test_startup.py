@@ -29,6 +29,7 @@ def test_no_heavy_imports(penv, args, tmp_path):
     assert not (names & HEAVY), names & HEAVY
 
 
+@pytest.mark.fast
 def test_help_does_not_import_sh_or_configobj():
     proc, names = imported(["-h"])
     assert proc.returncode == 0

@@ -189,6 +189,7 @@ def test_ftps_server_requires_tls_and_plain_ftp_is_refused(penv, ftpsd):
 
 # -- s3 ----------------------------------------------------------------------------
 
+@pytest.mark.fast
 @pytest.mark.parametrize("size", [5 * 10**9 + 1, 50 * 10**9, 5 * 2**40])
 def test_s3_part_size_keeps_any_archive_under_10000_parts(size):
     part = s3_module.part_size(size)
