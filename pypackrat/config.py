@@ -3,10 +3,11 @@
 ``packrat.conf`` is a Bash script, as it always was: it is evaluated by bash
 itself (``shellconf.sh``), so arrays, quoting, ``$VAR`` expansion and a
 ``HOSTNAME`` set in the file mean exactly what they meant to the original.
-The values are then held in a ConfigObj and validated against
-``configspec.ini``. Files ``MODULES_D/*.conf`` (configobj INI, a section per
-module, keys named like the shell variables) are merged over it, in name
-order, so settings can move out of the Bash file one module at a time.
+The values are then held in a ConfigObj and validated against the
+configspec made from the settings' declarations (``pypackrat/settings.py``).
+Files ``MODULES_D/*.conf`` (configobj INI, a section per module, keys
+named like the shell variables) are merged over it, in name order, so
+settings can move out of the Bash file one module at a time.
 
 Every problem is collected and reported at once, one line each, with the
 setting's name and the file it came from.
@@ -22,7 +23,6 @@ from pypackrat import execute, log
 from pypackrat.errors import ConfigError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SPEC = os.path.join(HERE, "configspec.ini")
 DEFAULT_CONFIG = "/etc/packrat.conf"
 DEFAULT_MODULES_D = "/etc/packrat/modules.d"
 
@@ -104,7 +104,7 @@ class Settings:
 
 
 class Spec:
-    """One line of configspec.ini as validate parses it: the check's name
+    """One line of the configspec as validate parses it: the check's name
     (``integer``, ``option``...), its arguments (an option's values), its
     keyword arguments (min, max) and whether it has a default."""
 
@@ -116,20 +116,29 @@ class Spec:
 _SPEC_CACHE = {}
 
 
+def _spec():
+    """The configspec: one line per declared setting (pypackrat/settings.py
+    and each module's SETTINGS)."""
+    if "lines" not in _SPEC_CACHE:
+        from pypackrat import settings
+        _SPEC_CACHE["lines"] = settings.spec_lines()
+    return _SPEC_CACHE["lines"]
+
+
 def _spec_types():
-    """name -> Spec, from configspec.ini read by ConfigObj as a configspec and
-    each check parsed by validate itself."""
-    if SPEC not in _SPEC_CACHE:
+    """name -> Spec, from the configspec read by ConfigObj and each check
+    parsed by validate itself."""
+    if "types" not in _SPEC_CACHE:
         from configobj import ConfigObj
-        spec = ConfigObj(SPEC, _inspec=True, list_values=False, interpolation=False,
-                         file_error=True, raise_errors=True)
+        spec = ConfigObj(_spec(), _inspec=True, list_values=False, interpolation=False,
+                         raise_errors=True)
         validator = _validator()
         types = {}
         for name in spec.scalars:
             kind, args, kwargs, default = validator._parse_with_caching(spec[name])
             types[name] = Spec(spec[name], kind, args, kwargs, default)
-        _SPEC_CACHE[SPEC] = types
-    return _SPEC_CACHE[SPEC]
+        _SPEC_CACHE["types"] = types
+    return _SPEC_CACHE["types"]
 
 
 # Numbers are ASCII numbers: Python's int() and float() also take other
@@ -1044,7 +1053,7 @@ def _validate(path, raw, overrides=None, quiet=False):
     normal, shape_problems, bad = _normalise(merged, types, origin)
     problems += shape_problems
     reported = invalid | bad
-    values = ConfigObj(normal, configspec=SPEC, interpolation=False)
+    values = ConfigObj(normal, configspec=_spec(), interpolation=False)
     result = values.validate(_validator(), preserve_errors=True)
     if result is not True:
         for _, name, err in flatten_errors(values, result):
@@ -1064,20 +1073,8 @@ def _validate(path, raw, overrides=None, quiet=False):
     return settings, problems
 
 
-def effective(settings):
-    """Lines for `packrat check`: every known setting, its value and origin."""
-    lines = []
-    for name in sorted(settings.values):
-        value = settings.values[name]
-        if value and _looks_secret(name):
-            shown = "****"
-        elif isinstance(value, list):
-            shown = "(" + " ".join(repr(v) for v in value) + ")"
-        elif isinstance(value, bool):
-            shown = "yes" if value else "no"
-        elif value is None:
-            shown = "(unset)"
-        else:
-            shown = repr(value) if isinstance(value, str) else str(value)
-        lines.append("%s=%s    # %s" % (name, shown, settings.where(name)))
-    return lines
+def effective(settings, meanings=False):
+    """Lines for `packrat check`: every setting, its value and origin
+    (pypackrat.settings.effective: in the order of the declarations)."""
+    from pypackrat import settings as declared
+    return declared.effective(settings, meanings)

@@ -30,6 +30,20 @@ import unicodedata
 
 from pypackrat import execute, log
 from pypackrat.errors import PackratError
+from pypackrat.settings import Group, Setting
+
+# the settings both database modules read (each module's SETTINGS uses them)
+SETTINGS = Group(
+    "Both database modules",
+    Setting("DB_CIPHER", "option", "aes-256-cbc", choices=("aes-256-cbc", "blowfish"),
+            meaning="Dump encryption when ENCRYPTION_KEY is set: aes-256-cbc (with PBKDF2) or blowfish "
+                    "(the Bash version's format); README.md gives the openssl command that decrypts each."),
+    Setting("DB_SPLIT_ALL", "boolean", False,
+            meaning="yes: __ALL__ writes one file per database (plus the roles for PostgreSQL) instead "
+                    "of one all file."),
+    Setting("COMPRESSOR", "option", "bzip2", choices=("bzip2", "lbzip2", "pbzip2", "zstd"),
+            meaning="bzip2, or lbzip2 or pbzip2 (multi-core, the same .sql.bz2), or zstd (.sql.zst)."),
+    key="databases")
 
 ALL = "__ALL__"
 ALL_NAME = "all"

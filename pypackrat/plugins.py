@@ -15,11 +15,14 @@ nothing outside this file and the shim asks which kind it is::
     module.remote(ctx) -> transfer.Remote    # upload modules, not yet open
     module.upload(ctx, files)                # upload modules
 
-A Python backup module file provides ``check(settings)``, optionally
-``requirements(settings)``, and ``backup(ctx)``; an upload module file
-provides ``check``, optionally ``requirements``, and ``Remote``, a subclass
-of ``pypackrat.transfer.Remote``. Messages name the file to edit:
-``settings.where(NAME, role)``.
+A Python module file declares its settings (``SETTINGS``, see
+pypackrat/settings.py). A backup module file provides, optionally,
+``check(settings)`` and ``requirements(settings)``, and ``backup(ctx)``; an
+upload module file provides, optionally, ``check`` and ``requirements``, and
+``Remote``, a subclass
+of ``pypackrat.transfer.Remote``. ``check`` and ``requirements`` get
+a ``settings.View``, whose ``where(NAME)`` names the file to edit (for a
+value left at its default: the file that enabled the module).
 """
 import functools
 import importlib
@@ -52,12 +55,18 @@ class PythonModule:
     def code(self):
         return importlib.import_module(self.where)
 
+    def view(self, settings):
+        """``settings`` as this module reads them (pypackrat.settings.View)."""
+        from pypackrat.settings import View
+        return View(settings, self.role, self.name)
+
     def check(self, settings):
-        return list(self.code().check(settings))
+        from pypackrat import settings as declared
+        return declared.check(self.code(), self.view(settings))
 
     def requirements(self, settings):
         function = getattr(self.code(), "requirements", None)
-        return list(function(settings)) if function else []
+        return list(function(self.view(settings))) if function else []
 
     def backup(self, ctx):
         return [str(p) for p in self.code().backup(ctx)]

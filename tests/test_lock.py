@@ -106,8 +106,8 @@ def test_a_lock_directory_of_another_user_or_writable_by_others_is_refused(penv,
 
 @pytest.mark.fast
 def test_default_lock_is_in_a_root_only_directory(reachable):
-    from pypackrat import config
-    spec = open(config.SPEC).read()
+    from pypackrat import settings
+    spec = "\n".join(settings.spec_lines())  # was configspec.ini: generated from the declarations
     assert 'LOCK_FILE = string(default="/run/packrat/packrat.lock")' in spec
     path = reachable / "run" / "packrat" / "packrat.lock"
     with run.lock(str(path)):

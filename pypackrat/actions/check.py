@@ -9,11 +9,14 @@ def main(ctx, args):
     parser = argparse.ArgumentParser(
         prog="packrat check",
         description="Validate the configuration (packrat.conf and modules.d) and print "
-                    "every effective setting with where it came from; secrets are masked. "
+                    "every effective setting, in the order of the declarations, with where it came from "
+                    "(a file, the command line, or the built-in default); secrets are masked. "
                     "Exit 0 when valid, 1 with one line per problem otherwise. What this "
                     "machine lacks (a program, a directory) is a warning: that module fails "
                     "at run time, the others run.")
-    parser.parse_args(args)
+    parser.add_argument("--meanings", action="store_true",
+                        help="show each setting's meaning above it (from its declaration)")
+    options = parser.parse_args(args)
     settings = ctx.settings
     print(log.mask("# configuration %s: valid" % settings.path))
     for line in config.requirements(settings):
@@ -22,7 +25,7 @@ def main(ctx, args):
     for role, key in (("backup", "BACKUP_MODULES"), ("upload", "UPLOAD_MODULES")):
         for name in settings[key]:
             print(log.mask("# %s" % plugins.resolve(settings, name, role).describe()))
-    for line in config.effective(settings):
+    for line in config.effective(settings, options.meanings):
         print(log.mask(line))  # a secret's value copied into another setting stays hidden
     return 0
 

@@ -28,6 +28,37 @@ import re
 
 from pypackrat import execute, log, retention
 from pypackrat.errors import PackratError, PartialFailure
+from pypackrat.settings import Group, Setting
+
+SETTINGS = Group(
+    "Filesystem module (dar)",
+    Setting("FS_TARGETS", "string_list", required=True, sample=("/etc",),
+            meaning="Directories to back up (absolute paths), one archive chain each. A target that "
+                    "does not exist is skipped with a note under -v; two targets that would share names "
+                    "(/a/b and /a-b) are refused."),
+    Setting("FS_METHOD", "option", "dar", choices=("dar", "tar"),
+            meaning="Only dar: tar is refused by packrat check and every run (the original never "
+                    "finished it)."),
+    Setting("FS_SLICE_SIZE", default="1000M",
+            meaning="Largest size of one archive slice, dar's -s: a number with k, M, G or T; empty: one "
+                    "slice whatever the size."),
+    Setting("FS_INCREMENTAL", "boolean", True,
+            meaning="yes: a full master archive on the master day, incrementals (the changes since that "
+                    "master) on other days; no: a full archive every run, named without .master."),
+    Setting("FS_MASTER_FREQ", "option", "weekly", choices=("weekly", "monthly"),
+            meaning="weekly: FS_MASTER_DAY is a weekday; monthly: a day of the month."),
+    Setting("FS_MASTER_DAY", default="Sun",
+            meaning="The master day: weekly, a weekday as `date +%a` prints it (Sun..Sat, or the "
+                    "locale's spelling); monthly, a day of the month (01..31, 1 reads as 01; a day "
+                    "29-31 is missed in shorter months: prefer 01..28)."),
+    Setting("FS_EXCLUDE_FILES", "string_list", meaning="File name masks left out, dar's -X ('*.tmp')."),
+    Setting("FS_EXCLUDE_PATHS", "string_list",
+            meaning="Paths left out, dar's -P, relative to each target ('cache', 'var/log'); an "
+                    "excluded directory is kept, empty (-D)."),
+    Setting("FS_CIPHER", "option", "aes256", choices=("aes256", "blowfish"),
+            meaning="Cipher of new archives when ENCRYPTION_KEY is set: aes256 (recommended) or "
+                    "blowfish (what the Bash version wrote). Old archives of either kind stay readable: "
+                    "dar detects the cipher."))
 
 TAG = "[FS]"
 OK_CODES = (0, 11)  # 11: some file changed while dar read it (saved as it was), a success
@@ -296,18 +327,14 @@ def backup(ctx):
 # -- configuration -------------------------------------------------------------
 
 def check(settings):
-    def where(key):
-        return settings.where(key, "backup")
-
+    """What the declarations do not check (``settings``: a settings.View)."""
+    where = settings.where
     problems = []
     if settings.valid("FS_METHOD") and settings["FS_METHOD"] == "tar":
         problems.append("%s: FS_METHOD=tar: tar is not supported (the original never finished it); "
                         "use FS_METHOD=dar" % where("FS_METHOD"))
     if settings.valid("FS_TARGETS"):
         targets = settings["FS_TARGETS"]
-        if not targets:
-            problems.append("%s: FS_TARGETS is empty, but the filesystem backup module is enabled"
-                            % where("FS_TARGETS"))
         seen = {}
         for target in targets:
             if not target.startswith("/"):
@@ -339,9 +366,9 @@ def requirements(settings):
     lines = []
     if settings["FS_METHOD"] == "dar" and not execute.which("dar"):
         lines.append("%s: the filesystem module needs dar, which is not installed (not found in PATH): "
-                     "the filesystem backup will fail" % settings.where("FS_METHOD", "backup"))
+                     "the filesystem backup will fail" % settings.where("FS_METHOD"))
     for target in settings["FS_TARGETS"]:
         if target.startswith("/") and not os.path.isdir(target):
             lines.append("%s: FS_TARGETS: %s is not a directory here: it is skipped"
-                         % (settings.where("FS_TARGETS", "backup"), target))
+                         % (settings.where("FS_TARGETS"), target))
     return lines

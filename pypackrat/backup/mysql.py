@@ -24,6 +24,25 @@ import os
 
 from pypackrat import dumps, execute, log
 from pypackrat.errors import PackratError
+from pypackrat.settings import Group, Setting
+
+SETTINGS = Group(
+    "MySQL / MariaDB module",
+    Setting("MYSQL_TARGETS", "string_list", required=True,
+            meaning="Database names, or '__ALL__' for every database (one file, mysqldump -A)."),
+    Setting("MYSQL_USER", meaning="The user mysqldump connects as (empty: the client's default)."),
+    Setting("MYSQL_PASS", secret=True,
+            meaning="Its password (empty: the client's own option files, ~/.my.cnf included)."),
+    Setting("MYSQL_HOST", meaning="The server (empty: the client's default)."),
+    Setting("MYSQL_PORT", "integer", None, min=1, max=65535, meaning="Its port (empty: the client's default)."),
+    Setting("MYSQL_EXCLUDE", "string_list",
+            meaning="Databases that '__ALL__' skips (names or shell patterns such as 'test_*')."),
+    Setting("MYSQL_RESTORE_USER",
+            meaning="The user 'packrat restore mysql' connects as, where the backup user may only read "
+                    "(SELECT, LOCK TABLES, SHOW VIEW): one that may create and drop databases. Empty: "
+                    "MYSQL_USER and MYSQL_PASS."),
+    Setting("MYSQL_RESTORE_PASS", secret=True, meaning="Its password."),
+    uses=(dumps.SETTINGS,))
 
 TAG = "[MYSQL]"
 ENGINE = "mysql"
@@ -33,11 +52,8 @@ GLOBAL_OPTION_FILES = ("/etc/my.cnf", "/etc/mysql/my.cnf")
 
 
 def check(settings):
-    problems = []
-    if not settings["MYSQL_TARGETS"]:
-        problems.append("%s: MYSQL_TARGETS is empty, but the mysql backup module is enabled"
-                        % dumps.where(settings, "MYSQL_TARGETS"))
-    return problems + dumps.check(settings)
+    """What the declarations do not check (``settings``: a settings.View)."""
+    return dumps.check(settings)
 
 
 DUMP_PROGRAMS = ("mysqldump", "mariadb-dump")

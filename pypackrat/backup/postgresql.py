@@ -25,6 +25,20 @@ import os
 
 from pypackrat import dumps, execute, log
 from pypackrat.errors import PackratError
+from pypackrat.settings import Group, Setting
+
+SETTINGS = Group(
+    "PostgreSQL module",
+    Setting("POSTGRESQL_TARGETS", "string_list", required=True,
+            meaning="Database names, or '__ALL__' for every database (pg_dumpall)."),
+    Setting("POSTGRESQL_USER", meaning="The user pg_dump connects as (empty: libpq's default)."),
+    Setting("POSTGRESQL_PASS", secret=True,
+            meaning="Its password (empty: peer or trust authentication, or ~/.pgpass, as before)."),
+    Setting("POSTGRESQL_HOST", meaning="The server, or its socket directory (empty: libpq's default)."),
+    Setting("POSTGRESQL_PORT", "integer", None, min=1, max=65535, meaning="Its port (empty: libpq's default)."),
+    Setting("POSTGRESQL_EXCLUDE", "string_list",
+            meaning="Databases that '__ALL__' skips (names or shell patterns)."),
+    uses=(dumps.SETTINGS,))
 
 TAG = "[POSTGRESQL]"
 ENGINE = "postgresql"
@@ -34,10 +48,8 @@ SYSTEM_DATABASES = {"template0", "template1"}
 
 
 def check(settings):
+    """What the declarations do not check (``settings``: a settings.View)."""
     problems = []
-    if not settings["POSTGRESQL_TARGETS"]:
-        problems.append("%s: POSTGRESQL_TARGETS is empty, but the postgresql backup module is enabled"
-                        % dumps.where(settings, "POSTGRESQL_TARGETS"))
     password = settings["POSTGRESQL_PASS"]
     if password and ("\n" in password or "\r" in password):
         problems.append("%s: POSTGRESQL_PASS holds a line break, which a password file cannot hold"

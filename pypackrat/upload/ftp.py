@@ -15,7 +15,22 @@ import re
 
 from pypackrat import log
 from pypackrat.errors import PackratError
+from pypackrat.settings import Group, Setting
 from pypackrat.transfer import Remote as BaseRemote
+
+SETTINGS = Group(
+    "FTP upload module",
+    Setting("FTP_HOST", required=True, host=True, meaning="The server."),
+    Setting("FTP_USER", required=True, meaning="The login."),
+    Setting("FTP_PASS", secret=True, meaning="Its password (plain FTP sends it in clear: use FTP_TLS)."),
+    Setting("FTP_PORT", "integer", 21, min=1, max=65535, meaning="The server's port."),
+    Setting("FTP_DIR", meaning="Remote directory (empty: the login directory)."),
+    Setting("FTP_TLS", "boolean", False,
+            meaning="yes: explicit FTPS (AUTH TLS), the data connections encrypted too; the server's "
+                    "certificate is checked against the system's CAs (or FTP_CA_FILE) and its name "
+                    "against FTP_HOST."),
+    Setting("FTP_CA_FILE", readable=True,
+            meaning="CA certificate (or a self-signed server's own) for FTPS; empty: the system's."))
 
 ENCODING = "utf-8"
 BLOCK = 1 << 20  # bytes per read of a download
@@ -27,25 +42,15 @@ HASHES = (("SHA-256", "sha256"), ("SHA-512", "sha512"), ("SHA-1", "sha1"), ("MD5
 
 
 def check(settings):
-    from pypackrat.config import server_problem
-    where = lambda key: settings.where(key, "upload")  # noqa: E731
+    """What the declarations do not check (``settings``: a settings.View)."""
+    where = settings.where
     problems = []
-    for key in ("FTP_HOST", "FTP_USER"):
-        if settings.valid(key) and not settings[key]:
-            problems.append("%s: %s is empty, but the ftp upload module is enabled" % (where(key), key))
-    if settings.valid("FTP_HOST"):
-        problems += filter(None, [server_problem(settings, "FTP_HOST", "upload")])
     for key in ("FTP_USER", "FTP_PASS", "FTP_DIR"):
         # each goes into an FTP command line, encoded as UTF-8
         if settings.valid(key) and re.search(r"[\x00-\x1f\x7f\udc80-\udcff]", settings[key] or ""):
             problems.append("%s: %s%s: holds a control character or bytes that are not UTF-8, which "
                             "an FTP command cannot carry" % (where(key), key,
                                                             "" if key == "FTP_PASS" else "=%r" % settings[key]))
-    if settings.valid("FTP_CA_FILE"):
-        ca = settings["FTP_CA_FILE"] or ""
-        if ca and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
-            problems.append("%s: FTP_CA_FILE=%s: %s" % (where("FTP_CA_FILE"), ca,
-                                                         "not readable" if os.path.isfile(ca) else "no such file"))
     return problems
 
 

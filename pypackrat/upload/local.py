@@ -15,18 +15,23 @@ import stat
 from pypackrat import log
 from pypackrat.execute import create_private
 from pypackrat.errors import PackratError
+from pypackrat.settings import Group, Setting
 from pypackrat.transfer import Remote as BaseRemote
+
+SETTINGS = Group(
+    "Local upload module (a mounted share, say)",
+    Setting("LOCAL_DIR", required=True,
+            meaning="The directory the archives are copied into (an absolute path), such as a mounted "
+                    "NAS share."))
 
 BLOCK = 1 << 20
 
 
 def check(settings):
+    """``settings``: a settings.View (an empty LOCAL_DIR: SETTINGS says it is required)."""
     directory = settings["LOCAL_DIR"]
-    if not directory:
-        return ["%s: LOCAL_DIR is empty, but the local upload module is enabled"
-                % settings.where("LOCAL_DIR", "upload")]
-    if not directory.startswith("/"):
-        return ["%s: LOCAL_DIR=%r: must be an absolute path" % (settings.where("LOCAL_DIR", "upload"), directory)]
+    if directory and not directory.startswith("/"):
+        return ["%s: LOCAL_DIR=%r: must be an absolute path" % (settings.where("LOCAL_DIR"), directory)]
     return []
 
 
@@ -38,7 +43,7 @@ def requirements(settings):
         return []
     what = "is not a directory" if os.path.lexists(directory) else "does not exist"
     return ["%s: LOCAL_DIR=%s %s (is the share mounted?): the local upload will fail"
-            % (settings.where("LOCAL_DIR", "upload"), directory, what)]
+            % (settings.where("LOCAL_DIR"), directory, what)]
 
 
 def _open_regular(path):

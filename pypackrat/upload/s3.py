@@ -18,7 +18,24 @@ import re
 
 from pypackrat import log
 from pypackrat.errors import PackratError
+from pypackrat.settings import Group, Setting
 from pypackrat.transfer import Remote as BaseRemote
+
+SETTINGS = Group(
+    "S3 upload module",
+    Setting("S3_ACCESS_KEY", secret=True,
+            meaning="The access key; both keys empty: the standard AWS credential chain (environment, "
+                    "~/.aws, instance role)."),
+    Setting("S3_SECRET_KEY", secret=True, meaning="The secret key: set both keys, or neither."),
+    Setting("S3_BUCKET", required=True, meaning="A bucket, or bucket/prefix (objects are prefix/NAME)."),
+    Setting("S3_ENDPOINT_URL",
+            meaning="The http(s) URL of any S3-compatible store (MinIO, Ceph, Backblaze B2...); "
+                    "empty: AWS."),
+    Setting("S3_REGION", meaning="The region, e.g. eu-central-1."),
+    Setting("S3_STORAGE_CLASS",
+            meaning="The objects' storage class, e.g. STANDARD_IA, GLACIER_IR, DEEP_ARCHIVE (empty: "
+                    "the bucket's default)."),
+    Setting("S3_SSE", meaning="Server-side encryption: AES256, aws:kms, or aws:kms:KEY-ID."))
 
 MiB = 1 << 20
 MULTIPART_THRESHOLD = 8 * MiB  # boto3's own default
@@ -75,9 +92,10 @@ def endpoint_problem(url):
 
 
 def check(settings):
-    where = lambda key: settings.where(key, "upload")  # noqa: E731
+    """What the declarations do not check (``settings``: a settings.View)."""
+    where = settings.where
     problems = []
-    if settings.valid("S3_BUCKET"):
+    if settings.valid("S3_BUCKET") and settings["S3_BUCKET"]:  # empty: SETTINGS says it is required
         bucket, prefix = split_bucket(settings["S3_BUCKET"])
         if not bucket:
             problems.append("%s: S3_BUCKET is empty, but the s3 upload module is enabled" % where("S3_BUCKET"))

@@ -36,7 +36,27 @@ import time
 
 from pypackrat import execute, log
 from pypackrat.errors import PackratError
+from pypackrat.settings import Group, Setting
 from pypackrat.transfer import Remote as BaseRemote
+
+
+SETTINGS = Group(
+    "SSH upload module (SFTP)",
+    Setting("SSH_HOST", required=True, host=True, meaning="The server."),
+    Setting("SSH_USER", meaning="The login (empty: the current user)."),
+    Setting("SSH_KEY", readable=True, meaning="Private key file (empty: the keys of ~/.ssh and the agent)."),
+    Setting("SSH_KEY_PASSPHRASE", secret=True, shipped="commented",
+            meaning="Its passphrase, if it has one and no ssh-agent (SSH_AUTH_SOCK) holds it; keep "
+                    "this file 0600."),
+    Setting("SSH_DIR", required=True, meaning="Remote directory (relative: to the login directory)."),
+    Setting("SSH_BWLIMIT", "integer", 0, min=0, meaning="Bandwidth limit in Kbit/s, as scp -l (0: none)."),
+    Setting("SSH_PORT", "integer", 22, min=1, max=65535, meaning="The server's port."),
+    Setting("SSH_KNOWN_HOSTS",
+            meaning="known_hosts file checked for the server's key (empty: ~/.ssh/known_hosts and "
+                    "/etc/ssh/ssh_known_hosts)."),
+    Setting("SSH_CLIENT", "option", "auto", choices=("auto", "openssh", "paramiko"),
+            meaning="What moves the bytes: auto (paramiko, or OpenSSH's scp where the server takes only "
+                    "small SFTP writes), paramiko, or openssh (scp)."))
 
 FAST_CIPHER = "aes128-gcm@openssh.com"
 DEFAULT_REQUEST = 32768      # what every SFTP server accepts
@@ -61,14 +81,10 @@ _BOILERPLATE = re.compile(r"^(@+|IT IS POSSIBLE THAT SOMEONE|Someone could be ea
 
 
 def check(settings):
-    from pypackrat.config import server_problem
-    where = lambda key: settings.where(key, "upload")  # noqa: E731
+    """What the declarations do not check (``settings``: a settings.View;
+    SSH_HOST, SSH_DIR, SSH_KEY are checked as SETTINGS declares)."""
+    where = settings.where
     problems = []
-    for key in ("SSH_HOST", "SSH_DIR"):
-        if settings.valid(key) and not settings[key]:
-            problems.append("%s: %s is empty, but the ssh upload module is enabled" % (where(key), key))
-    if settings.valid("SSH_HOST"):
-        problems += filter(None, [server_problem(settings, "SSH_HOST", "upload")])
     if settings.valid("SSH_DIR") and re.search(r"[\x00-\x1f\x7f\udc80-\udcff]", settings["SSH_DIR"] or ""):
         # SFTP names go as UTF-8 text, scp's as a line of a remote command
         problems.append("%s: SSH_DIR=%r: holds a control character or bytes that are not UTF-8, which "
@@ -78,20 +94,13 @@ def check(settings):
         if user and (user.startswith("-") or any(c.isspace() or not c.isprintable() for c in user)):
             problems.append("%s: SSH_USER=%r: must be a user name (no spaces or control characters, "
                             "not starting with '-')" % (where("SSH_USER"), user))
-    for key in ("SSH_KEY", "SSH_KNOWN_HOSTS"):
-        if not settings.valid(key):
-            continue
-        path = settings[key]
-        if not path or (os.path.isfile(path) and os.access(path, os.R_OK)):
-            continue
-        what = "not readable" if os.path.isfile(path) else "no such file"
-        if key == "SSH_KEY":
-            problems.append("%s: SSH_KEY=%s: %s" % (where(key), path, what))
-        else:
-            port = settings["SSH_PORT"] if settings.valid("SSH_PORT") else 22
-            host = settings["SSH_HOST"] if settings.valid("SSH_HOST") and settings["SSH_HOST"] else "HOST"
-            problems.append("%s: SSH_KNOWN_HOSTS=%s: %s (create it with: ssh-keyscan -p %s %s > %s, "
-                            "after checking the fingerprint)" % (where(key), path, what, port, host, path))
+    path = settings["SSH_KNOWN_HOSTS"] if settings.valid("SSH_KNOWN_HOSTS") else ""
+    if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+        key, what = "SSH_KNOWN_HOSTS", "not readable" if os.path.isfile(path) else "no such file"
+        port = settings["SSH_PORT"] if settings.valid("SSH_PORT") else 22
+        host = settings["SSH_HOST"] if settings.valid("SSH_HOST") and settings["SSH_HOST"] else "HOST"
+        problems.append("%s: SSH_KNOWN_HOSTS=%s: %s (create it with: ssh-keyscan -p %s %s > %s, "
+                        "after checking the fingerprint)" % (where(key), path, what, port, host, path))
     return problems
 
 
@@ -101,7 +110,7 @@ def requirements(settings):
     if (settings.get("SSH_CLIENT") or "auto") != "openssh":
         return []
     return ["%s: SSH_CLIENT=openssh, but %s is not installed (not found in PATH): the ssh upload will fail"
-            % (settings.where("SSH_CLIENT", "upload"), program)
+            % (settings.where("SSH_CLIENT"), program)
             for program in ("scp", "ssh") if not execute.which(program)]
 
 
