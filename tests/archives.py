@@ -1,6 +1,6 @@
 """Helpers for the restore/verify/list tests: a small tree that changes
 every day of a week, its snapshots, and dar archives written with the Bash
-original's own command lines (LEGACY.md, "Filesystem module"); and dated
+original's own command lines (docs/ORIGINAL.md, "Filesystem archives"); and dated
 files for the purge tests (day, touch)."""
 import datetime
 import os

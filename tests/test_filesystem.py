@@ -330,7 +330,7 @@ def test_dry_run_makes_nothing(fs):
 # -- encryption ---------------------------------------------------------------------
 
 def original_master(backup_dir, target, day, key):
-    """A master made by the Bash original's command line (LEGACY.md):
+    """A master made by the Bash original's command line (docs/ORIGINAL.md):
     dar -c BACKUP_DIR/NAME -n -z9 -D -K blowfish:KEY -R TARGET"""
     name = "%s-%s.master" % (prefix(target), day)
     proc = subprocess.run(["dar", "-c", os.path.join(backup_dir, name), "-n", "-z9", "-D",

@@ -298,7 +298,7 @@ def test_full_archives_when_incremental_is_off(penv, tmp_path):
 
 
 def test_original_dump_command_lines_restore(penv, mariadb_server, tmp_path):
-    """Dumps written by the original's own pipeline (LEGACY.md):
+    """Dumps written by the original's own pipeline (docs/ORIGINAL.md):
     ``mysqldump -u USER --opt -h HOST -P PORT DB | bzip2 [| openssl enc -e -salt
     -bf -pass pass:KEY] > FILE`` (OpenSSL 3 needs the legacy provider for -bf:
     added, as on a machine where the original's encryption worked; the key

@@ -3,7 +3,7 @@
 A filesystem target comes back from its master for that date (the newest
 master on or before it) and the newest incremental after that master up to
 the date: each incremental is a differential against its master, so nothing
-between is needed (see LEGACY.md). The second archive goes over the first
+between is needed (see docs/ORIGINAL.md). The second archive goes over the first
 with ``-w``, which also removes the files deleted in between. The key
 reaches dar through a 0600 DCF file (``-B``), never argv.
 
