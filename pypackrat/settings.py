@@ -60,12 +60,15 @@ class Setting:
     it is not the default; ``shipped``: True (written), "commented" (written
     as a comment) or False (not in the shipped file). ``secret``: from the
     one rule (``core.secrets.is_secret``); a declaration may only repeat it.
-    ``required``, ``host``, ``readable``: the common checks made when the
-    module that declares (or uses) the setting is enabled."""
+    ``required``, ``host``, ``readable``, ``carried_by``: the common checks
+    made when the module that declares (or uses) the setting is enabled:
+    not empty; a host name or address; a readable file (when set); no
+    control characters or bytes that are not UTF-8, which ``carried_by``
+    (what takes the value: "an FTP command") cannot carry."""
 
     def __init__(self, name, type="string", default=_TYPE_DEFAULT, *, meaning="", choices=(), min=None,
                  max=None, secret=None, sample=_TYPE_DEFAULT, shipped=True, default_text=None,
-                 required=False, host=False, readable=False):
+                 required=False, host=False, readable=False, carried_by=None):
         if not _NAME.fullmatch(name):
             raise ValueError("setting %r: a name is upper-case letters, digits and '_'" % name)
         if type not in TYPES:
@@ -88,6 +91,7 @@ class Setting:
         self.sample = default if sample is _TYPE_DEFAULT else sample
         self.shipped, self.default_text = shipped, default_text
         self.required, self.host, self.readable = required, host, readable
+        self.carried_by = carried_by
 
     def __repr__(self):
         return "Setting(%r)" % self.name
@@ -345,15 +349,19 @@ class View:
     def where(self, name, role=None):
         return self.settings.where(name, role or self.role)
 
-    def origin(self, name):
-        """"default", a file, "command line", or "the kernel's host name"."""
+    def origin_of(self, name):
+        """"default", a file, "command line", or "the kernel's host name"
+        (``origin``, the settings' dict, stays readable as it is)."""
         return getattr(self.settings, "origin", {}).get(name, "default")
+
+
+_UNCARRIED = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
 
 
 def common_problems(view, settings):
     """The checks the declarations ask for (``required``, ``host``,
-    ``readable``), of the settings whose values validated, for the module
-    ``view.module`` of ``view.role``."""
+    ``readable``, ``carried_by``), of the settings whose values validated,
+    for the module ``view.module`` of ``view.role``."""
     import os
     from pypackrat.config import InvalidSetting, server_problem
     problems = []
@@ -365,10 +373,14 @@ def common_problems(view, settings):
             value = view[name]
         except (KeyError, InvalidSetting):
             continue
-        if setting.required and value in ("", None) or setting.required and value == []:
+        if setting.required and value in ("", None, []):
             problems.append("%s: %s is empty, but the %s %s module is enabled"
                             % (view.where(name), name, view.module, view.role))
             continue
+        if setting.carried_by and isinstance(value, str) and _UNCARRIED.search(value):
+            problems.append("%s: %s%s: holds a control character or bytes that are not UTF-8, which %s "
+                            "cannot carry" % (view.where(name), name, "" if setting.secret else "=%r" % value,
+                                              setting.carried_by))
         if setting.host and value:
             problems += filter(None, [server_problem(view, name)])
         if setting.readable and value and not (os.path.isfile(value) and os.access(value, os.R_OK)):

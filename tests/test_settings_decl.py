@@ -124,11 +124,10 @@ def test_the_shipped_config_is_generated_from_the_declarations():
     subprocess.run(["bash", "-n", os.path.join(ROOT, "packrat.conf")], check=True)
 
 
-def test_the_generator_prints_the_shipped_config():
-    out = subprocess.run([sys.executable, "-m", "pypackrat.settings", "conf"], cwd=ROOT,
-                         capture_output=True, text=True, check=True)
+def test_the_generator_prints_the_shipped_config(capsys):
+    assert declared.main(["conf"]) == 0  # python -m pypackrat.settings conf
     with open(os.path.join(ROOT, "packrat.conf")) as fh:
-        assert out.stdout == fh.read()
+        assert capsys.readouterr().out == fh.read()
 
 
 def test_the_readme_tables_are_generated_from_the_declarations():
@@ -176,7 +175,7 @@ def test_the_view_blames_a_default_on_the_file_that_enabled_the_module():
     view = View(s, "upload", "ssh")
     assert view.where("SSH_HOST") == "/etc/packrat/modules.d/up.conf"
     assert view.where("SSH_PORT") == "/etc/packrat.conf"
-    assert view.origin("SSH_HOST") == "default"
+    assert view.origin_of("SSH_HOST") == "default" and view.origin is s.origin
     assert View(view, "upload").settings is s  # a view of a view reads the settings
     problems = plugins.resolve(s, "ssh", "upload").check(s)
     assert problems == ["/etc/packrat/modules.d/up.conf: SSH_HOST is empty, but the ssh upload module is enabled",
@@ -285,3 +284,25 @@ def test_an_error_about_a_default_blames_the_file_that_enabled_the_module(cli_en
     conf.unlink()
     proc = cli_env.run("-u", "local", "check", check=1)
     assert "command line: LOCAL_DIR is empty, but the local upload module is enabled" in proc.stderr.splitlines()
+
+
+def test_what_a_protocol_cannot_carry_is_one_declared_check():
+    s = _settings({"UPLOAD_MODULES": "/etc/packrat.conf"}, UPLOAD_MODULES=["ftp"], FTP_HOST="ftp.example.org",
+                  FTP_USER="u", FTP_PASS="pw-77\nQUIT", FTP_DIR="a\rb")
+    problems = plugins.resolve(s, "ftp", "upload").check(s)
+    assert problems == [
+        "/etc/packrat.conf: FTP_PASS: holds a control character or bytes that are not UTF-8, which an FTP "
+        "command cannot carry",  # a secret: its value is not shown
+        "/etc/packrat.conf: FTP_DIR='a\\rb': holds a control character or bytes that are not UTF-8, which an "
+        "FTP command cannot carry"]
+
+
+def test_the_generator_rewrites_the_readme_tables(tmp_path):
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    emptied = re.sub(r"(<!-- settings: [\w ]+ -->\n).*?(<!-- /settings -->)", r"\1\2", readme, flags=re.S)
+    assert emptied != readme
+    path = tmp_path / "README.md"
+    path.write_text(emptied, encoding="utf-8")
+    assert declared.main(["readme", str(path)]) == 0  # python -m pypackrat.settings readme
+    assert path.read_text(encoding="utf-8") == readme

@@ -53,7 +53,7 @@ def check(settings):
     password = settings["POSTGRESQL_PASS"]
     if password and ("\n" in password or "\r" in password):
         problems.append("%s: POSTGRESQL_PASS holds a line break, which a password file cannot hold"
-                        % dumps.where(settings, "POSTGRESQL_PASS"))
+                        % settings.where("POSTGRESQL_PASS"))
     return problems + dumps.check(settings)
 
 

@@ -18,13 +18,15 @@ from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
 from pypackrat.transfer import Remote as BaseRemote
 
+COMMAND = "an FTP command"  # user, password and directory go into one, encoded as UTF-8
 SETTINGS = Group(
     "FTP upload module",
     Setting("FTP_HOST", required=True, host=True, meaning="The server."),
-    Setting("FTP_USER", required=True, meaning="The login."),
-    Setting("FTP_PASS", secret=True, meaning="Its password (plain FTP sends it in clear: use FTP_TLS)."),
+    Setting("FTP_USER", required=True, carried_by=COMMAND, meaning="The login."),
+    Setting("FTP_PASS", secret=True, carried_by=COMMAND,
+            meaning="Its password (plain FTP sends it in clear: use FTP_TLS)."),
     Setting("FTP_PORT", "integer", 21, min=1, max=65535, meaning="The server's port."),
-    Setting("FTP_DIR", meaning="Remote directory (empty: the login directory)."),
+    Setting("FTP_DIR", carried_by=COMMAND, meaning="Remote directory (empty: the login directory)."),
     Setting("FTP_TLS", "boolean", False,
             meaning="yes: explicit FTPS (AUTH TLS), the data connections encrypted too; the server's "
                     "certificate is checked against the system's CAs (or FTP_CA_FILE) and its name "
@@ -39,19 +41,6 @@ TIMEOUT = 120
 # the HASH command's algorithms (draft-bryan-ftpext-hash: FileZilla Server,
 # ProFTPD's mod_digest...) as hashlib names, the preferred first
 HASHES = (("SHA-256", "sha256"), ("SHA-512", "sha512"), ("SHA-1", "sha1"), ("MD5", "md5"))
-
-
-def check(settings):
-    """What the declarations do not check (``settings``: a settings.View)."""
-    where = settings.where
-    problems = []
-    for key in ("FTP_USER", "FTP_PASS", "FTP_DIR"):
-        # each goes into an FTP command line, encoded as UTF-8
-        if settings.valid(key) and re.search(r"[\x00-\x1f\x7f\udc80-\udcff]", settings[key] or ""):
-            problems.append("%s: %s%s: holds a control character or bytes that are not UTF-8, which "
-                            "an FTP command cannot carry" % (where(key), key,
-                                                            "" if key == "FTP_PASS" else "=%r" % settings[key]))
-    return problems
 
 
 def _session_factory(tls, ca_file, port):

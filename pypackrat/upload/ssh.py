@@ -48,7 +48,8 @@ SETTINGS = Group(
     Setting("SSH_KEY_PASSPHRASE", secret=True, shipped="commented",
             meaning="Its passphrase, if it has one and no ssh-agent (SSH_AUTH_SOCK) holds it; keep "
                     "this file 0600."),
-    Setting("SSH_DIR", required=True, meaning="Remote directory (relative: to the login directory)."),
+    Setting("SSH_DIR", required=True, carried_by="SFTP and scp",  # SFTP: UTF-8 text; scp: a remote command
+            meaning="Remote directory (relative: to the login directory)."),
     Setting("SSH_BWLIMIT", "integer", 0, min=0, meaning="Bandwidth limit in Kbit/s, as scp -l (0: none)."),
     Setting("SSH_PORT", "integer", 22, min=1, max=65535, meaning="The server's port."),
     Setting("SSH_KNOWN_HOSTS",
@@ -85,10 +86,6 @@ def check(settings):
     SSH_HOST, SSH_DIR, SSH_KEY are checked as SETTINGS declares)."""
     where = settings.where
     problems = []
-    if settings.valid("SSH_DIR") and re.search(r"[\x00-\x1f\x7f\udc80-\udcff]", settings["SSH_DIR"] or ""):
-        # SFTP names go as UTF-8 text, scp's as a line of a remote command
-        problems.append("%s: SSH_DIR=%r: holds a control character or bytes that are not UTF-8, which "
-                        "SFTP and scp cannot carry" % (where("SSH_DIR"), settings["SSH_DIR"]))
     if settings.valid("SSH_USER"):
         user = settings["SSH_USER"]
         if user and (user.startswith("-") or any(c.isspace() or not c.isprintable() for c in user)):
