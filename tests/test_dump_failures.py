@@ -147,7 +147,6 @@ def test_missing_program_fails_the_module_not_the_night(penv, mariadb_server, tm
     assert os.listdir(nas) == [stamp]  # and its file went offsite
 
 
-@pytest.mark.fast
 def test_requirements_list_missing_programs(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", path_without(tmp_path, "bzip2", "pg_dumpall", "openssl"))
     settings = Settings(COMPRESSOR="bzip2", ENCRYPTION_KEY="k", MYSQL_TARGETS=["db"], MYSQL_EXCLUDE=[],
