@@ -16,19 +16,16 @@ Names (kept from the original, restores and retention depend on them)::
     HOST-postgresql-all.globals-TODAY.sql.bz2   (roles and tablespaces, with DB_SPLIT_ALL)
 
 ``.sql.zst`` with COMPRESSOR=zstd. An encrypted dump keeps the same name.
-DB is the database name, with ``/``, control characters and a ``%`` that
-reads as an escape percent-encoded (``file_part``), so that two databases
-never share a file (``shop/eu`` is ``shop%2Feu``, ``shop-eu`` itself).
-The helpers ``dump_name``, ``parse_dump_name``, ``is_encrypted``,
-``decompress_argv`` and ``decrypt_argv`` are for restoring, too.
+DB is the database name, percent-encoded where needed: core.names makes
+and parses these names. The helpers ``is_encrypted``, ``decompress_argv``
+and ``decrypt_argv`` are for restoring, too.
 """
 import contextlib
 import os
-import re
 import shutil
-import unicodedata
 
 from pypackrat import execute, log
+from pypackrat.core.names import BZ2, ZST, dump_name, file_part
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
 
@@ -45,17 +42,12 @@ SETTINGS = Group(
             meaning="bzip2, or lbzip2 or pbzip2 (multi-core, the same .sql.bz2), or zstd (.sql.zst)."),
     key="databases")
 
-ALL = "__ALL__"
-ALL_NAME = "all"
-GLOBALS_NAME = "all.globals"
-ENGINES = ("mysql", "postgresql")
-
 # name -> (argv reading stdin and writing stdout, file suffix)
 COMPRESSORS = {
-    "bzip2": (["bzip2", "-c", "-9"], ".sql.bz2"),
-    "lbzip2": (["lbzip2", "-c", "-9"], ".sql.bz2"),
-    "pbzip2": (["pbzip2", "-c", "-9"], ".sql.bz2"),
-    "zstd": (["zstd", "-q", "-c", "-T0"], ".sql.zst"),
+    "bzip2": (["bzip2", "-c", "-9"], BZ2),
+    "lbzip2": (["lbzip2", "-c", "-9"], BZ2),
+    "pbzip2": (["pbzip2", "-c", "-9"], BZ2),
+    "zstd": (["zstd", "-q", "-c", "-T0"], ZST),
 }
 DECOMPRESSORS = {".bz2": ["bzip2", "-d", "-c"], ".zst": ["zstd", "-q", "-d", "-c"]}
 
@@ -69,75 +61,8 @@ CIPHERS = {
 }
 
 
-# -- names ------------------------------------------------------------------
-
-def file_part(database):
-    """A database name as it goes into a file name, one-to-one: ``__ALL__``
-    is ``all``; ``/`` (legal in a database name, not in a file name),
-    control characters, and a ``%`` that would read as an escape (followed
-    by two hex digits) are percent-encoded (``shop/eu`` is ``shop%2Feu``,
-    never the same as ``shop-eu``). Every other name is itself, as it
-    always was. ``database_of`` is the reverse."""
-    if database == ALL:
-        return ALL_NAME
-    out = []
-    for i, c in enumerate(database):
-        if c == "%" and _HEX2.match(database, i + 1):
-            out.append("%25")
-        elif c == "/" or unicodedata.category(c) in ("Cc", "Cs"):
-            try:
-                raw = c.encode("utf-8", "surrogateescape")
-            except UnicodeEncodeError:
-                raw = c.encode("utf-8", "surrogatepass")
-            out.append("".join("%%%02X" % b for b in raw))
-        else:
-            out.append(c)
-    return "".join(out)
-
-
-_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
-_ESCAPE = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
-
-
-def database_of(part):
-    """The database name of a file name's database part (``file_part``
-    reversed; ``all`` stays ``all``)."""
-    return _ESCAPE.sub(lambda m: bytes.fromhex(m.group(0).replace("%", ""))
-                       .decode("utf-8", "surrogateescape"), part)
-
-
-def reserved(database):
-    """A database whose file name would be that of a whole-server dump
-    (``all``, ``all.globals``), which ``restore ... all`` reads as one:
-    the message to fail it with, or None."""
-    if database != ALL and file_part(database) in (ALL_NAME, GLOBALS_NAME):
-        return ("a database is named %r, the file name of a whole-server dump (__ALL__%s); "
-                "it is not dumped on its own (rename it, or dump the server with __ALL__ "
-                "without DB_SPLIT_ALL)" % (database, "" if database == ALL_NAME else " with DB_SPLIT_ALL"))
-    return None
-
-
 def suffix(compressor):
     return COMPRESSORS[compressor][1]
-
-
-def dump_name(hostname, engine, database, today, compressor="bzip2"):
-    """``HOST-ENGINE-DB-TODAY.sql.bz2`` (``.sql.zst`` for zstd)."""
-    return "%s-%s-%s-%s%s" % (hostname, engine, file_part(database), today, suffix(compressor))
-
-
-_NAME = re.compile(r"^(?P<host>.+)-(?P<engine>mysql|postgresql)-(?P<database>.+)-"
-                   r"(?P<date>20\d{6})(?P<suffix>\.sql\.(?:bz2|zst))$")
-
-
-def parse_dump_name(name):
-    """(host, engine, database part, date, suffix) of a dump's file name, or
-    None. The database part is ``all`` for an __ALL__ dump and
-    ``all.globals`` for PostgreSQL's globals of a split __ALL__."""
-    m = _NAME.match(os.path.basename(name))
-    if not m:
-        return None
-    return m.group("host"), m.group("engine"), m.group("database"), m.group("date"), m.group("suffix")
 
 
 def decompress_argv(name):
@@ -256,7 +181,7 @@ def _os_error(exc):
 def _dump(ctx, database, engine, dump_argv, env, pass_fds):
     settings = ctx.settings
     compressor = settings["COMPRESSOR"]
-    name = dump_name(ctx.hostname, engine, database, ctx.today, compressor)
+    name = dump_name(ctx.hostname, engine, database, ctx.today, suffix(compressor))
     final = os.path.join(ctx.backup_dir, name)
     stages = [list(dump_argv), list(COMPRESSORS[compressor][0])]
     fds = list(pass_fds)

@@ -12,7 +12,7 @@ directory only where memory files are not available.
 Every child dies with packrat (``PR_SET_PDEATHSIG``): a run killed with
 SIGKILL leaves no dump or dar process writing on. What such a run leaves
 on disk (``.packrat-tmp-PID-*`` files, its private directory) is removed by
-the next run (``sweep_stale``).
+the next run (core.temp.sweep_stale).
 
 With dry run on, a command that would change something is printed instead of
 run; read-only commands (``changes=False``) still run.
@@ -23,11 +23,11 @@ import re
 import shlex
 import shutil
 import signal
-import stat
 import sys
 import tempfile
 
 from pypackrat import log
+from pypackrat.core import temp
 from pypackrat.errors import PackratError
 
 _dry_run = False
@@ -331,17 +331,6 @@ def _stop(procs):
 
 # -- files -----------------------------------------------------------------
 
-TEMP_PREFIX = ".packrat-tmp-"
-
-
-def temporary_name(name):
-    """``.packrat-tmp-PID-NAME``: the one form of every temporary name a run
-    makes beside final names (files, dar slices, working directories). The
-    PID lets the next run sweep what a killed run left (``sweep_stale``),
-    and the leading dot keeps it out of every purge."""
-    return "%s%d-%s" % (TEMP_PREFIX, os.getpid(), name)
-
-
 def create_private(path):
     """Create ``path`` afresh for writing, mode 0600, with O_EXCL|O_NOFOLLOW:
     whatever was there (a stale temporary, or a symlink planted by someone
@@ -367,7 +356,7 @@ def atomic_output(final_path):
     thus never leaves a file under its final name."""
     final_path = os.fspath(final_path)
     directory, name = os.path.split(final_path)
-    tmp = os.path.join(directory, temporary_name(name))
+    tmp = os.path.join(directory, temp.temporary_name(name))
     try:
         yield tmp
         if not _dry_run:
@@ -378,25 +367,7 @@ def atomic_output(final_path):
         raise
 
 
-# what a run leaves under its PID: .packrat-tmp-PID-NAME (files and
-# directories beside the final names) and its private directory packrat-PID-XXXX
-_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"([0-9]+)-.")
-_PRIVATE_NAME = re.compile(r"packrat-([0-9]+)-[A-Za-z0-9_]+\Z")
-
-
-def is_temporary(name):
-    return os.path.basename(name).startswith(TEMP_PREFIX)
-
-
 _private_dir = None
-
-
-def _private_bases():
-    bases = []
-    if os.access("/dev/shm", os.W_OK):
-        bases.append("/dev/shm")
-    bases.append(tempfile.gettempdir())
-    return bases
 
 
 def private_dir():
@@ -405,7 +376,7 @@ def private_dir():
     PID)."""
     global _private_dir
     if _private_dir is None or not os.path.isdir(_private_dir):
-        _private_dir = tempfile.mkdtemp(prefix="packrat-%d-" % os.getpid(), dir=_private_bases()[0])
+        _private_dir = tempfile.mkdtemp(prefix=temp.private_prefix(), dir=temp.private_bases()[0])
         os.chmod(_private_dir, 0o700)
         import atexit
         atexit.register(shutil.rmtree, _private_dir, True)
@@ -493,117 +464,3 @@ def named_secret_fds(argv, env=None):
         if any(pattern.search(word) for word in words):
             found.add(fd)
     return found
-
-
-# -- what a killed run left behind ---------------------------------------------------
-
-def _started_at(pid):
-    """When process ``pid`` started (seconds since the epoch), None if it
-    does not exist; 0 if it exists but its start is not known."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        with open("/proc/stat", "rb") as fh:
-            boot = next(int(l.split()[1]) for l in fh if l.startswith(b"btime "))
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, IndexError, StopIteration):
-        return 0
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return 0
-    return 0
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
-def _is_stale(pid, st):
-    """True when the run ``pid`` that made the entry ``st`` is gone: no such
-    process, or a process that is not packrat and started after the entry
-    last changed (the PID was reused, e.g. after a reboot; ctime, which no
-    program can set back). Our own PID: entries older than this process."""
-    started = _started_at(pid)
-    if started is None:
-        return True
-    if pid != os.getpid() and b"packrat" in _cmdline(pid):
-        return False
-    return bool(started) and st.st_ctime < started - 2
-
-
-def _remove_entry(name, st, dir_fd, where):
-    try:
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=dir_fd)
-        else:
-            os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        log.warn("Cannot remove %s, left by a run that died: %s" % (os.path.join(where, name), exc))
-        return
-    log.verbose("Removed %s, left by a run that died" % os.path.join(where, name))
-
-
-def sweep_stale(*directories):
-    """Remove what runs that died (SIGKILL, power loss) left behind: every
-    ``.packrat-tmp-PID-*`` file or directory at any level of each of
-    ``directories`` (BACKUP_DIR), and the private directories
-    ``packrat-PID-*`` in /dev/shm and the temporary directory, whose run
-    PID is gone. Safe in shared places: only names of that pattern, only
-    entries owned by packrat's user, never through a symbolic link (lstat,
-    descriptors relative to each directory), never a live run's."""
-    uid = os.geteuid()
-    for top in directories:
-        top = os.fspath(top)
-        if not os.path.isdir(top) or os.path.islink(top):
-            continue
-        for where, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
-            for name in list(dirs) + files:
-                m = _TEMP_NAME.match(name)
-                if not m:
-                    continue
-                try:
-                    st = os.lstat(name, dir_fd=dir_fd)
-                except OSError:
-                    continue
-                if name in dirs:
-                    dirs.remove(name)  # not walked into: removed whole or left alone
-                if stat.S_ISLNK(st.st_mode) or st.st_uid != uid:
-                    continue
-                if _is_stale(int(m.group(1)), st):
-                    _remove_entry(name, st, dir_fd, where)
-    for base in _private_bases():
-        try:
-            names = os.listdir(base)
-        except OSError:
-            continue
-        for name in names:
-            m = _PRIVATE_NAME.match(name)
-            if not m:
-                continue
-            path = os.path.join(base, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or path == _private_dir:
-                continue
-            if _is_stale(int(m.group(1)), st):
-                try:
-                    dir_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
-                except OSError:
-                    continue
-                try:
-                    _remove_entry(name, st, dir_fd, base)
-                finally:
-                    os.close(dir_fd)

@@ -17,7 +17,9 @@ import fcntl
 import os
 import stat
 
-from pypackrat import config, execute, log, mail, plugins, retention, transfer
+from pypackrat import config, log, mail, plugins, retention, transfer
+from pypackrat.core import temp
+from pypackrat.core.names import archive_prefix
 from pypackrat.errors import LockedError, PackratError
 
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
@@ -130,9 +132,8 @@ def owner(ctx, remote=False):
     FS_TARGETS' dar prefixes, its dumps (host matched exactly), the
     ``HOST-MODULE-`` names of its Bash backup modules, and PURGE_PATTERNS;
     of any host on a remote with PURGE_REMOTE_ALL_HOSTS."""
-    from pypackrat.backup import filesystem
     settings, host = ctx.settings, ctx.hostname
-    prefixes = [filesystem.archive_prefix(host, t) for t in settings["FS_TARGETS"]]
+    prefixes = [archive_prefix(host, t) for t in settings["FS_TARGETS"]]
     bash = [m for m in settings["BACKUP_MODULES"]
             if getattr(plugins.resolve(settings, m, "backup"), "owns_names", lambda: True)()]
     return retention.Owner(host, prefixes, bash, settings["PURGE_PATTERNS"],
@@ -187,7 +188,7 @@ def purge_local(ctx, days):
     try:
         for fd, directory, names in _local_places(top_fd, top, ctx.settings["PURGE_LOCAL_RECURSIVE"]):
             own = mine.filter(names)
-            for name in retention.plan(own, days, ctx.now, keep_chains, parsed=mine.parsed,
+            for name in retention.plan(own, days, ctx.now, keep_chains,
                                        whole_chain=ctx.settings["FS_INCREMENTAL"]):
                 path = os.path.join(directory, name)
                 if ctx.dry_run:
@@ -205,7 +206,6 @@ def remote_candidates(ctx, names, mine=None):
     names that are this host's archives (``owner()``; of any host with
     PURGE_REMOTE_ALL_HOSTS)."""
     mine = mine or owner(ctx, remote=True)
-    mine.parsed = {}
     out = []
     for name in names:
         if not transfer.safe_name(name):
@@ -248,9 +248,8 @@ def purge_remote(ctx, name, days):
                         "neither deleted nor taken as a backup (planted?)"
                         % (len(foreign), remote.describe()))
             names = [n for n in names if n not in foreign]
-            mine.parsed = {n: p for n, p in mine.parsed.items() if n not in foreign}
         victims = retention.plan(names, days, ctx.now, ctx.settings["PURGE_KEEP_CHAINS"],
-                                 parsed=mine.parsed, whole_chain=ctx.settings["FS_INCREMENTAL"])
+                                 whole_chain=ctx.settings["FS_INCREMENTAL"])
         for leftover in leftovers:
             log.verbose("Deleting %s from %s (the temporary copy of an upload that was killed)"
                         % (leftover, remote.describe()))
@@ -266,9 +265,7 @@ def stale_partials(ctx, names):
     its upload may be running now). This run holds the lock, so no upload
     of this host is under way."""
     mine = owner(ctx)  # this host only
-    return [name for name in names
-            if transfer.safe_name(name) and name.endswith(transfer.PARTIAL)
-            and mine(name[: -len(transfer.PARTIAL)])]
+    return [name for name in names if transfer.safe_name(name) and mine(temp.partial_of(name) or "")]
 
 
 # -- backup and upload ----------------------------------------------------------
@@ -297,7 +294,7 @@ def files_of_date(ctx, date):
         raise PackratError("BACKUP_DIR %s does not exist" % top)
     found = sorted(os.path.join(top, e.name) for e in os.scandir(top)
                    if e.is_file(follow_symlinks=False) and date in e.name
-                   and not execute.is_temporary(e.name))
+                   and not temp.is_temporary(e.name))
     if not found:
         log.warn("No file in %s has %s in its name: nothing to upload" % (top, date))
     return found
@@ -351,7 +348,7 @@ def nightly(ctx):
                   % (settings.where("BACKUP_DIR"), ctx.backup_dir, exc.strerror or exc))
             return errors
     if not ctx.dry_run:  # what runs killed before their end left: .packrat-tmp-PID-*, private dirs
-        execute.sweep_stale(ctx.backup_dir)
+        temp.sweep_stale(ctx.backup_dir)
 
     # 1, 2: purge, local then remote
     _step(errors, "purge local", purge_local, ctx, settings["PURGE_LOCAL_ARCHIVES"])

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from pypackrat import dumps
+from pypackrat.core import names
 from tests.conftest import PACKRAT, ROOT
 from tests.databases import configure, engine, server  # noqa: F401
 from tests.servers.mariadb import mariadb_fresh, mariadb_server  # noqa: F401
@@ -437,13 +438,13 @@ def test_check_reports_empty_targets(penv, engine):
 
 @pytest.mark.fast
 def test_dump_names_round_trip():
-    assert dumps.dump_name("h.example.org", "mysql", "__ALL__", "20250102") == \
+    assert names.dump_name("h.example.org", "mysql", "__ALL__", "20250102") == \
         "h.example.org-mysql-all-20250102.sql.bz2"
-    assert dumps.dump_name("h", "postgresql", "a/b", "20250102", "zstd") == \
+    assert names.dump_name("h", "postgresql", "a/b", "20250102", dumps.suffix("zstd")) == \
         "h-postgresql-a%2Fb-20250102.sql.zst"
-    assert dumps.parse_dump_name("my-host-postgresql-all.globals-20250102.sql.bz2") == \
+    assert names.parse_dump_name("my-host-postgresql-all.globals-20250102.sql.bz2") == \
         ("my-host", "postgresql", "all.globals", "20250102", ".sql.bz2")
-    assert dumps.parse_dump_name("myhost-etc-20250102.1.dar") is None
+    assert names.parse_dump_name("myhost-etc-20250102.1.dar") is None
 
 
 def test_dry_run_shows_the_pipeline_and_makes_nothing(penv, engine, server):

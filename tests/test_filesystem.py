@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from pypackrat.backup import filesystem
+from pypackrat.core import chains, darkey
 from tests.archives import snapshot
 
 HOST = "testhost"
@@ -134,7 +134,7 @@ def test_week_of_runs_names_and_restores(fs):
         else:
             chain = ["%s-20240107.master" % p, "%s-%s" % (p, day)]
         import datetime
-        assert filesystem.restore_chain(names, p, datetime.datetime.strptime(day, "%Y%m%d").date()) == chain
+        assert chains.restore_chain(names, p, datetime.datetime.strptime(day, "%Y%m%d").date()) == chain
         got = restore(bk, chain, str(fs.tmp / "restore"))
         assert got == snaps[day], day
     # the week did change the tree in every way the test means to cover
@@ -538,7 +538,7 @@ def test_dcf_word_carries_every_character(tmp_path):
     dar("-c", master, "-K", "aes256:" + key, "-R", src, ok=(0,))
     write(str(src / "g"), "g\n")
     dcf = tmp_path / "dcf"
-    dcf.write_text(filesystem.key_lines(key, "blowfish", reference=True))
+    dcf.write_text(darkey.key_lines(key, "blowfish", reference=True))
     dar("-c", inc, "-A", master, "-B", dcf, "-R", src, ok=(0,))
     dar("-t", inc, "-K", "blowfish:" + key, ok=(0,))
     dar("-t", inc, "-K", "blowfish:" + key[:-1], ok=(2,))  # a wrong key is refused

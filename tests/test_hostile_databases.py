@@ -20,6 +20,8 @@ import threading
 import pytest
 
 from pypackrat import dumps, execute
+from pypackrat.core import temp
+from pypackrat.core.names import database_of, file_part, parse_dump_name
 from pypackrat.backup import mysql, postgresql
 from tests.databases import Settings, configure, engine  # noqa: F401
 from tests.servers import serve
@@ -210,16 +212,16 @@ def test_hostile_names_are_dumped_as_themselves(penv, engine, server, bait, fake
     assert penv.mails() == []
     made = os.listdir(penv.backup_dir)
     for name, marker in zip(names, markers):
-        file = "testhost-%s-%s-%s.sql.bz2" % (engine, dumps.file_part(name), TODAY)
+        file = "testhost-%s-%s-%s.sql.bz2" % (engine, file_part(name), TODAY)
         assert file in made, (name, made)
-        assert dumps.database_of(dumps.parse_dump_name(file)[2]) == name
+        assert database_of(parse_dump_name(file)[2]) == name
         sql = sql_of(penv.backup_dir / file)
         others = [m for m in markers if m != marker and m.encode() in sql]
         assert marker.encode() in sql and others == [], (name, others)
     # the two names that once shared a file each have their own
     assert "testhost-%s-shop%%2Feu-%s.sql.bz2" % (engine, TODAY) in made
     assert "testhost-%s-shop-eu-%s.sql.bz2" % (engine, TODAY) in made
-    assert not any(execute.is_temporary(n) for n in made)
+    assert not any(temp.is_temporary(n) for n in made)
 
 
 def test_a_database_named_all_fails_loudly_and_the_others_are_dumped(penv, engine, server):
@@ -301,14 +303,14 @@ def test_mysql_option_file_binds_the_server_and_stays_in_memory(mariadb_tenanted
 def test_names_encode_one_to_one():
     names = ["shop/eu", "shop-eu", "shop%2Feu", "a\nb", "a%0Ab", "100%", "%", "%%41", "x\x7fy",
              "-f/tmp/x", "é/ß", "all.globals2", "plain_name"]
-    parts = [dumps.file_part(n) for n in names]
+    parts = [file_part(n) for n in names]
     assert len(set(parts)) == len(names)
     for name, part in zip(names, parts):
         assert "/" not in part and "\n" not in part and "\x7f" not in part
-        assert dumps.database_of(part) == name
+        assert database_of(part) == name
     # every name that was safe before keeps its file name
     for name in ["plain_name", "shop-eu", "a b", "100%", "it's", "all.globals2", "Ünïcödé"]:
-        assert dumps.file_part(name) == name
+        assert file_part(name) == name
 
 
 def test_restore_finds_each_of_two_colliding_names(penv, engine, server):

@@ -3,7 +3,7 @@ SIGKILL while ``DUMP | bzip2 | openssl`` runs (the dump blocked on a table
 lock another session holds). Its children die with it, at once, while the
 lock is still held; the password was never in a file; the next run removes
 the killed run's temporary dump and private directory and makes its dump.
-And execute.sweep_stale, the next run's broom, removes only what a dead run
+And core.temp.sweep_stale, the next run's broom, removes only what a dead run
 of ours left: never through a link, never another user's, never a live run's."""
 import datetime
 import os
@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from pypackrat import execute
+from pypackrat.core import temp
 from tests.databases import configure, engine, server  # noqa: F401
 from tests.servers.mariadb import mariadb_server  # noqa: F401
 from tests.servers.postgres import postgres_server  # noqa: F401
@@ -154,7 +154,7 @@ def test_sweep_removes_only_what_dead_runs_of_ours_left(tmp_path):
         os.symlink(str(outside), shm_link)
         live_private = make(os.path.join(shm, "packrat-%d-live12" % live.pid, "f"))
         try:
-            execute.sweep_stale(top)
+            temp.sweep_stale(top)
             assert [p for p in gone if os.path.lexists(p)] == []
             assert not os.path.exists(top / (".packrat-tmp-%d-work" % dead))
             assert [p for p in kept if not os.path.exists(p)] == []

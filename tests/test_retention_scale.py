@@ -9,7 +9,8 @@ import time
 import pytest
 
 from pypackrat import retention
-from pypackrat.backup import filesystem
+from pypackrat.core import chains
+from pypackrat.core.names import parse_dar, parse_dump_name
 
 NOW = datetime.datetime(2026, 11, 26, 3, 0)
 HOST = "h"
@@ -17,40 +18,39 @@ HOST = "h"
 
 def reference(names, days, now, keep_chains=True, keep_newest=True, whole_chain=True):
     """The rules, naively: quadratic, for small inputs."""
-    from pypackrat import dumps
     today = now.date()
     old = set()
     for n in names:
-        p = retention.parse_dar(n)
+        p = parse_dar(n)
         day = p.day if p else retention.date_in_name(n)
         if day is not None and retention.age_in_days(day, now) > days:
             old.add(n)
     keep = set()
-    parsed = [p for p in map(retention.parse_dar, names) if p]
+    parsed = [p for p in map(parse_dar, names) if p]
     if keep_chains:
         masters = [p for p in parsed if p.master]
         for p in parsed:
             if not p.master and p.name not in old:
-                m = retention.master_of(p, masters)
+                m = chains.master_of(p, masters)
                 if m is not None:
                     keep.update(q.name for q in masters if q.prefix == m.prefix and q.day == m.day)
     if keep_newest:
         for prefix in {p.prefix for p in parsed}:
             group = [p.name for p in parsed if p.prefix == prefix]
-            chain = filesystem.restore_chain(group, prefix, today)
+            chain = chains.restore_chain(group, prefix, today)
             keep.update(p.name for p in parsed if p.prefix == prefix and p.archive in chain)
-            master = retention.parse_dar(chain[0] + ".1.dar") if chain else None
+            master = parse_dar(chain[0] + ".1.dar") if chain else None
             if whole_chain and master is not None and master.master:
                 keep.update(p.name for p in parsed if p.prefix == prefix and not p.master
                             and master.day <= p.day <= today)
         series = {}
         for n in names:
-            if retention.parse_dar(n):
+            if parse_dar(n):
                 continue
             day = retention.date_in_name(n)
             if day is None or day > today:
                 continue
-            d = dumps.parse_dump_name(n)
+            d = parse_dump_name(n)
             if d:
                 key = ("dump",) + tuple(d[:3])
             else:
@@ -134,7 +134,7 @@ def test_a_hostile_listing_is_planned_in_seconds_and_linearly():
         deleted = retention.plan(owner.filter(names), 10, NOW)
         times[n] = time.process_time() - t
         # every old master goes but the newest of each target (young incrementals need it)
-        masters = [retention.parse_dar(x) for x in names if ".master." in x]
+        masters = [parse_dar(x) for x in names if ".master." in x]
         newest = {}
         for m in masters:
             newest[m.prefix] = max(newest.get(m.prefix, m.day), m.day)

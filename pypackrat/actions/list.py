@@ -10,6 +10,7 @@ import argparse
 import textwrap
 
 from pypackrat import catalog, log
+from pypackrat.core import chains, names
 
 EXAMPLES = """\
 examples:
@@ -79,31 +80,31 @@ def render(ctx, cat):
         cat.host, catalog.LOCAL, ctx.backup_dir,
         "".join("; %s = %s" % (name, remote.describe()) for name, remote in cat.remotes.items())))
     archives = cat.archives()
-    targets = {catalog.target_prefix(cat.host, t): t for t in ctx.settings["FS_TARGETS"]}
+    targets = {names.target_prefix(cat.host, t): t for t in ctx.settings["FS_TARGETS"]}
     prefixes = sorted(set(cat.prefixes()) | set(targets), key=lambda p: (p not in targets, p))
     incremental = ctx.settings["FS_INCREMENTAL"]
     for prefix in prefixes:
         lines.append("")
         label = targets.get(prefix, "(not in FS_TARGETS)")
         lines.append("Filesystem %s: %s-*.dar" % (label, prefix))
-        chains = catalog.chains(archives, prefix)
-        if not chains:
+        groups = chains.chains(archives.values(), prefix)
+        if not groups:
             lines.append("  no archive")
             continue
         rows = [["date", "kind", "slices"] + locations]
-        for master, incs in chains:
+        for master, incs in groups:
             for archive in ([master] if master else []) + incs:
                 kind = archive.kind if (incremental or archive.master) else "full"
                 if master is None and incremental and not archive.master:
                     kind = "incremental, NO MASTER"
                 indent = "" if archive.master or master is None else "  "
-                rows.append([indent + catalog.day_text(archive.day), kind, str(len(archive.slices))]
+                rows.append([indent + names.day_text(archive.day), kind, str(len(archive.slices))]
                             + [_cell(cat, archive.names(), loc) for loc in locations])
         lines += _table(rows)
-    for archive in (catalog.orphans(archives) if incremental else []):
+    for archive in (chains.orphans(archives.values()) if incremental else []):
         problems.append("%s: an incremental whose master is gone (no %s-DATE.master.N.dar dated on "
                         "or before %s anywhere): it cannot be restored"
-                        % (archive.names()[0], archive.prefix, catalog.day_text(archive.day)))
+                        % (archive.names()[0], archive.prefix, names.day_text(archive.day)))
     for archive in sorted(archives.values(), key=lambda a: a.base):
         missing = archive.missing_slices()
         if missing:
@@ -121,7 +122,7 @@ def render(ctx, cat):
             lines.append("  %s %s" % (engine, db))
             rows = [["date", "file"] + locations]
             for dump in group:
-                rows.append([catalog.day_text(dump.day), dump.name]
+                rows.append([names.day_text(dump.day), dump.name]
                             + [_cell(cat, [dump.name], loc) for loc in locations])
             lines += _table(rows, "    ")
     if not archives and not dumps:
@@ -132,7 +133,7 @@ def render(ctx, cat):
     for name in cat.future(today):
         problems.append("%s: dated after today (%s): not packrat's own (planted?) or a clock gone "
                         "wrong; restore and verify pass it over unless -d names its date"
-                        % (name, catalog.day_text(today)))
+                        % (name, names.day_text(today)))
 
     # copies: only remote, only local, sizes that differ
     if remotes:

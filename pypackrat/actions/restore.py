@@ -40,11 +40,11 @@ import re
 import shutil
 import tempfile
 
-from pypackrat import catalog, execute, log
+from pypackrat import catalog, execute, log, plugins
+from pypackrat.core import chains, darkey, names, temp
 from pypackrat.errors import PackratError
 
 TAG = "[RESTORE]"
-ENGINES = ("mysql", "postgresql")
 
 EXAMPLES = """\
 examples:
@@ -103,8 +103,8 @@ def parser():
 
 def main(ctx, args):
     a = parser().parse_args(args)
-    day = catalog.parse_date(a.date) if a.date else None
-    if a.what in ENGINES:
+    day = names.parse_date(a.date) if a.date else None
+    if a.what in names.ENGINES:
         if a.files:
             raise PackratError("--file is for a filesystem target, not a database")
         return restore_database(ctx, a.what, a.where, day, a.source, a.host, a.into, a.force,
@@ -123,7 +123,7 @@ def work_dir(ctx, where=None):
     elif where:
         _trusted_place(where, "--work-dir")
     # the PID in the name: the next nightly run sweeps it if this one is killed
-    path = tempfile.mkdtemp(prefix=execute.temporary_name("restore-"), dir=parent)
+    path = tempfile.mkdtemp(prefix=temp.temporary_name("restore-"), dir=parent)
     os.chmod(path, 0o700)
     try:
         yield path
@@ -199,15 +199,17 @@ def choose(ctx, cat, prefix, day, source):
         if not current:
             raise PackratError("every archive of %s is dated after today (%s), so none is taken as "
                                "the newest: give -d DATE to restore one of them (%s)"
-                               % (prefix, catalog.day_text(today),
+                               % (prefix, names.day_text(today),
                                   ", ".join(sorted(a.base for a in mine))))
         day = max(a.day for a in current)
     incremental = ctx.settings["FS_INCREMENTAL"]
-    chosen = catalog.pick(archives, prefix, day)
+    # every archive seen by any slice counts: one missing its first slice is
+    # reported below, not silently passed over
+    chosen = chains.pick(archives.values(), prefix, day)
     if not chosen:
         oldest = min(a.day for a in mine)
         raise PackratError("no archive of %s on or before %s (the oldest is of %s)"
-                           % (prefix, catalog.day_text(day), catalog.day_text(oldest)))
+                           % (prefix, names.day_text(day), names.day_text(oldest)))
     if incremental and not chosen[0].master:
         hint = "" if source else "; if it is on a remote, add --from MODULE"
         raise PackratError("%s is an incremental, and no master of %s dated on or before it is "
@@ -223,7 +225,7 @@ def restore_target(ctx, target, dest, day, source, host, files, force, work=None
     if "/" not in target and not host:
         host = ""  # an archive prefix names its host itself
     host = ctx.hostname if host is None else host
-    prefix = catalog.target_prefix(host, target)
+    prefix = names.target_prefix(host, target)
     dest = os.path.abspath(dest)
     _check_destination(dest, force)
     wanted = [_relative(target, f) for f in files]
@@ -238,7 +240,7 @@ def restore_target(ctx, target, dest, day, source, host, files, force, work=None
                     if fetch else ""))
             return 0
         places = [catalog.fetch(cat, a.names(), source, tmp) for a in chosen]
-        with catalog.dar_key(ctx.settings) as key:
+        with darkey.handed(ctx.settings["ENCRYPTION_KEY"]) as key:
             for archive, place in zip(chosen, places):  # all of them, before anything is written
                 catalog.require_encrypted(os.path.join(place, archive.base), key, archive.base)
             if not os.path.isdir(dest):
@@ -256,11 +258,11 @@ def restore_target(ctx, target, dest, day, source, host, files, force, work=None
     absent = [p for p in wanted if not os.path.lexists(os.path.join(dest, p))]
     if absent:
         raise PackratError("not in the backup of %s as of %s: %s"
-                           % (target, catalog.day_text(day), ", ".join(absent)))
+                           % (target, names.day_text(day), ", ".join(absent)))
     full = "incremental" if ctx.settings["FS_INCREMENTAL"] else "full"
-    what = " + ".join("%s %s" % ("master" if a.master else full, catalog.day_text(a.day))
+    what = " + ".join("%s %s" % ("master" if a.master else full, names.day_text(a.day))
                       for a in chosen)
-    log.info("Restored %s as of %s (%s) into %s" % (target, catalog.day_text(day), what, dest))
+    log.info("Restored %s as of %s (%s) into %s" % (target, names.day_text(day), what, dest))
     return 0
 
 
@@ -344,8 +346,7 @@ def decode_stages(settings, path, cipher=None):
 def find_dump(cat, engine, database, day, source=None, until=None):
     """The dump to restore: the newest on or before ``day`` (-d), or, with
     no -d, the newest not dated after ``until`` (the run's date)."""
-    from pypackrat import dumps
-    part = dumps.file_part(database)
+    part = names.file_part(database)
     mine = [d for d in cat.dumps() if d.engine == engine and d.db == part]
     hint = "" if source else " (add --from MODULE to look on a remote)"
     if not mine:
@@ -355,15 +356,15 @@ def find_dump(cat, engine, database, day, source=None, until=None):
         before = [d for d in mine if d.day <= day]
         if not before:
             raise PackratError("no %s dump of %s on or before %s (the oldest is of %s)%s"
-                               % (engine, database, catalog.day_text(day),
-                                  catalog.day_text(min(d.day for d in mine)), hint))
+                               % (engine, database, names.day_text(day),
+                                  names.day_text(min(d.day for d in mine)), hint))
         mine = before
     elif until is not None:
         current = [d for d in mine if d.day <= until]
         if not current:
             raise PackratError("every %s dump of %s is dated after today (%s), so none is taken "
                                "as the newest: give -d DATE to restore one of them (%s)"
-                               % (engine, database, catalog.day_text(until),
+                               % (engine, database, names.day_text(until),
                                   ", ".join(d.name for d in mine)))
         mine = current
     return max(mine, key=lambda d: (d.day, d.name))
@@ -371,8 +372,7 @@ def find_dump(cat, engine, database, day, source=None, until=None):
 
 def restore_database(ctx, engine, database, day, source, host, into, force, cipher=None,
                      work=None):
-    from pypackrat import dumps
-    whole = dumps.file_part(database) in (dumps.ALL_NAME, dumps.GLOBALS_NAME)
+    whole = names.is_whole_server(database)
     if whole and into:
         raise PackratError("a whole-server dump (%s) restores into the server as it is; "
                            "--into is for one database" % database)
@@ -472,7 +472,7 @@ def _restore_user_hint(settings, message):
 
 def _mysql(ctx, stages, fds, target, whole, force):
     from pypackrat import dumps
-    from pypackrat.backup import mysql
+    mysql = plugins.code("mysql", "backup")
     client = dumps.program("mysql", "mariadb")
     options = _mysql_client_options(client)
     with mysql.connection(restore_settings(ctx.settings)) as conn:
@@ -560,7 +560,7 @@ def _refused(text):
 
 
 def _postgresql(ctx, stages, fds, target, whole, force):
-    from pypackrat.backup import postgresql
+    postgresql = plugins.code("postgresql", "backup")
     with postgresql.connection(ctx.settings) as (env, conn):
         conn = list(conn)
         psql = ["psql", "-X", "-q"] + conn

@@ -26,7 +26,9 @@ import contextlib
 import os
 import re
 
-from pypackrat import execute, log, retention
+from pypackrat import execute, log
+from pypackrat.core import chains, darkey, names
+from pypackrat.core import temp as tempnames
 from pypackrat.errors import PackratError, PartialFailure
 from pypackrat.settings import Group, Setting
 
@@ -73,76 +75,23 @@ DAR_EXIT = {
 }
 
 
-# -- names (also used by restore, list and verify) ---------------------------
-
-def archive_prefix(host, target):
-    """``HOST`` plus the target with every ``/`` turned into ``-``, as the
-    original did (``myserver`` + ``/home/sites`` -> ``myserver-home-sites``)."""
-    return host + target.replace("/", "-")
-
-
-def archive_base(ctx, target, master=False):
-    """The base name (what dar takes: no slice number, no ``.dar``) of the
-    archive this run makes of ``target``."""
-    return "%s-%s%s" % (archive_prefix(ctx.hostname, target), ctx.today, ".master" if master else "")
-
-
-def slice_name(base, number):
-    return "%s.%d.dar" % (base, number)
-
+# -- names (pypackrat.core.names) -----------------------------------------------
 
 def slices(directory, base):
     """The slice file names of archive ``base`` in ``directory``, by number."""
-    pattern = re.compile(re.escape(base) + r"\.([0-9]+)\.dar$")
-    found = []
     try:
         entries = os.listdir(directory)
     except FileNotFoundError:
         return []
-    for name in entries:
-        m = pattern.match(name)
-        if m:
-            found.append((int(m.group(1)), name))
-    return [name for _, name in sorted(found)]
+    found = ((names.slice_of(name, base), name) for name in entries)
+    return [name for number, name in sorted(f for f in found if f[0] is not None)]
 
 
-def masters(names, prefix, day=None):
-    """The masters (base names) of ``prefix`` among ``names`` that have a
-    first slice, dated on or before ``day`` when given, oldest first."""
-    found = {}
-    for name in names:
-        p = retention.parse_dar(name)
-        if (p is not None and p.master and p.prefix == prefix and p.slice == 1
-                and (day is None or p.day <= day)):
-            found[p.day] = p.archive
-    return [found[d] for d in sorted(found)]
-
-
-def reference_master(names, prefix, day):
-    """The master an incremental of ``prefix`` made on ``day`` refers to:
-    the newest by the date in its name, on or before ``day``; None if none."""
-    found = masters(names, prefix, day)
-    return found[-1] if found else None
-
-
-def restore_chain(names, prefix, day):
-    """The archives (base names) that restore ``prefix`` as of ``day``:
-    [master] or [master, newest incremental dated from the master's day up
-    to ``day``]; a full archive without a master (FS_INCREMENTAL=no) stands
-    alone. Empty if nothing covers that day."""
-    master = reference_master(names, prefix, day)
-    master_day = retention.parse_dar(slice_name(master, 1)).day if master else None
-    best = None
-    for name in names:
-        p = retention.parse_dar(name)
-        if (p is None or p.master or p.prefix != prefix or p.slice != 1 or p.day > day
-                or (master_day is not None and p.day < master_day)):
-            continue
-        if best is None or p.day > best.day:
-            best = p
-    if master is None:
-        return [best.archive] if best else []
-    return [master] + ([best.archive] if best else [])
+def reference_master(listing, prefix, day):
+    """The master (base name) an incremental of ``prefix`` made on ``day``
+    refers to (core.chains), of the file names ``listing``; None if none."""
+    master = chains.Masters(names.first_slices(listing)).of(prefix, day)
+    return master.archive if master else None
 
 
 def is_master_day(ctx):
@@ -153,33 +102,12 @@ def is_master_day(ctx):
     return day in (ctx.dow, ctx.dow_c)
 
 
-# -- the key, through a dar command file ----------------------------------
-
-def dcf_word(text):
-    """``text`` as one word of a dar command file (DCF): in double quotes,
-    with a backslash before each backslash, quote (dar groups with ``"``,
-    ``'`` and backquote) and white-space character. Checked with dar 2.7.8
-    against every ASCII character, control characters included."""
-    return '"%s"' % "".join("\\" + c if c in "\\\"'`\t\n\r" else c for c in text)
-
-
-def key_lines(key, cipher, reference):
-    """DCF lines giving dar the key: ``-K CIPHER:KEY`` for the new archive and,
-    for an incremental, ``-J :KEY`` for its reference (the leading colon lets
-    dar read the cipher from the reference itself, so blowfish masters of the
-    Bash version and aes256 masters serve alike, whatever the key holds)."""
-    lines = ["-K " + dcf_word("%s:%s" % (cipher, key))]
-    if reference:
-        lines.append("-J " + dcf_word(":" + key))
-    return "\n".join(lines) + "\n"
-
-
 # -- the command ------------------------------------------------------------
 
-def dar_argv(settings, archive, target, reference=None, dcf=None):
+def dar_argv(settings, archive, target, reference=None, key_args=()):
     """``dar -c ARCHIVE -n -z9 -D [-s SLICE] -X MASK... -P PATH... -R TARGET
     [-A REFERENCE] [-B DCF] -Q``, the original's options in meaning, the key
-    moved from ``-K``/``-J`` into the command file ``dcf``."""
+    moved from ``-K``/``-J`` into a command file (``key_args``: -B /dev/fd/N)."""
     argv = ["dar", "-c", archive, "-n", "-z9", "-D"]
     if settings["FS_SLICE_SIZE"]:
         argv += ["-s", settings["FS_SLICE_SIZE"]]
@@ -190,30 +118,19 @@ def dar_argv(settings, archive, target, reference=None, dcf=None):
     argv += ["-R", target]
     if reference:
         argv += ["-A", reference]
-    if dcf:
-        argv += ["-B", dcf]
+    argv += key_args
     argv.append("-Q")  # no "No terminal found" warning; questions still get "no"
     return argv
 
 
 @contextlib.contextmanager
 def key_file(settings, reference):
-    """The ``-B`` argument holding the key, or None without ENCRYPTION_KEY."""
-    key = settings["ENCRYPTION_KEY"]
-    if not key:
-        yield None
-        return
-    log.add_secret(key)
-    lines = key_lines(key, settings["FS_CIPHER"], reference)
-    # the key's bytes as the config holds them, UTF-8 or not (as bash gave them to dar)
-    with execute.secret_fd(lines.encode("utf-8", "surrogateescape")) as fd:
-        log.verbose("%s key given to dar in a command file: -K %s:****%s"
-                    % (TAG, settings["FS_CIPHER"], " -J :****" if reference else ""))
-        yield "/dev/fd/%d" % fd, fd
-
-
-def temporary_base(base):
-    return execute.temporary_name(base)
+    """The key for dar (core.darkey), with a line for -v."""
+    with darkey.handed(settings["ENCRYPTION_KEY"], settings["FS_CIPHER"], reference) as key:
+        if key:
+            log.verbose("%s key given to dar in a command file: -K %s:****%s"
+                        % (TAG, settings["FS_CIPHER"], " -J :****" if reference else ""))
+        yield key
 
 
 def publish(directory, temp, base):
@@ -226,15 +143,15 @@ def publish(directory, temp, base):
     old = slices(directory, base)
     final = []
     for number in range(len(made), 0, -1):
-        source = os.path.join(directory, slice_name(temp, number))
-        dest = os.path.join(directory, slice_name(base, number))
+        source = os.path.join(directory, names.slice_name(temp, number))
+        dest = os.path.join(directory, names.slice_name(base, number))
         os.replace(source, dest)
         final.append(dest)
     for name in old[len(made):]:
         log.verbose("%s removing %s, a slice of the earlier archive of the same name" % (TAG, name))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(directory, name))
-    return sorted(final, key=lambda p: int(p.rsplit(".", 2)[1]))
+    return final[::-1]
 
 
 def discard(directory, temp):
@@ -243,40 +160,39 @@ def discard(directory, temp):
             os.unlink(os.path.join(directory, name))
 
 
-def plan(ctx, target, names):
+def plan(ctx, target, listing):
     """(base name, reference base name or None, kind) of ``target``'s archive
     for this run; kind is "master", "incremental" or "full"."""
     settings = ctx.settings
-    prefix = archive_prefix(ctx.hostname, target)
+    prefix = names.archive_prefix(ctx.hostname, target)
     if not settings["FS_INCREMENTAL"]:
-        return archive_base(ctx, target), None, "full"
+        return names.archive_base(prefix, ctx.today), None, "full"
     if is_master_day(ctx):
-        return archive_base(ctx, target, master=True), None, "master"
-    reference = reference_master(names, prefix, ctx.now.date())
+        return names.archive_base(prefix, ctx.today, master=True), None, "master"
+    reference = reference_master(listing, prefix, ctx.now.date())
     if reference is None:
         log.verbose("%s no master of %s yet: making one" % (TAG, target))
-        return archive_base(ctx, target, master=True), None, "master"
-    return archive_base(ctx, target), reference, "incremental"
+        return names.archive_base(prefix, ctx.today, master=True), None, "master"
+    return names.archive_base(prefix, ctx.today), reference, "incremental"
 
 
 def backup_target(ctx, target):
     """Archive one target; returns the final paths of its slices."""
     directory = ctx.backup_dir
-    names = os.listdir(directory) if os.path.isdir(directory) else []
-    base, reference, kind = plan(ctx, target, names)
+    listing = os.listdir(directory) if os.path.isdir(directory) else []
+    base, reference, kind = plan(ctx, target, listing)
     what = "%s to %s (%s%s)" % (target, os.path.join(directory, base), kind,
                                 ", against %s" % reference if reference else "")
     if ctx.dry_run:
         log.info("[dry run] %s would back up %s" % (TAG, what))
     else:
         log.verbose("%s backing up %s" % (TAG, what))
-    temp = temporary_base(base)
+    temp = tempnames.temporary_name(base)
     ref_path = os.path.join(directory, reference) if reference else None
     with key_file(ctx.settings, reference) as key:
-        argv = dar_argv(ctx.settings, os.path.join(directory, temp), target, ref_path,
-                        key[0] if key else None)
+        argv = dar_argv(ctx.settings, os.path.join(directory, temp), target, ref_path, key.args)
         try:
-            result = execute.run(argv, ok_codes=OK_CODES, pass_fds=[key[1]] if key else ())
+            result = execute.run(argv, ok_codes=OK_CODES, pass_fds=key.pass_fds)
         except execute.CommandFailed as exc:
             discard(directory, temp)
             hint = DAR_EXIT.get(exc.code)
@@ -340,7 +256,7 @@ def check(settings):
             if not target.startswith("/"):
                 problems.append("%s: FS_TARGETS: %r is not an absolute path" % (where("FS_TARGETS"), target))
                 continue
-            prefix = archive_prefix("", target)
+            prefix = names.archive_prefix("", target)
             if prefix in seen:
                 problems.append("%s: FS_TARGETS: %r and %r would share archive names (%s)"
                                 % (where("FS_TARGETS"), seen[prefix], target, "HOST%s-DATE" % prefix))

@@ -23,6 +23,7 @@ import contextlib
 import os
 
 from pypackrat import dumps, execute, log
+from pypackrat.core.names import ALL, reserved
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
 
@@ -61,7 +62,7 @@ CLIENT_PROGRAMS = ("mysql", "mariadb")
 
 
 def _needs_listing(settings):
-    return dumps.ALL in settings["MYSQL_TARGETS"] and bool(
+    return ALL in settings["MYSQL_TARGETS"] and bool(
         settings["DB_SPLIT_ALL"] or settings["MYSQL_EXCLUDE"])
 
 
@@ -150,7 +151,7 @@ def list_databases(settings, conn):
 
 def _job(ctx, conn, database, what):
     def job():
-        refused = dumps.reserved(database)
+        refused = reserved(database)
         if refused:
             raise PackratError("mysql: " + refused)
         log.verbose("%s backup up database: %s" % (TAG, database))
@@ -162,7 +163,7 @@ def _job(ctx, conn, database, what):
 def jobs(ctx, conn):
     settings = ctx.settings
     for target in settings["MYSQL_TARGETS"]:
-        if target != dumps.ALL:
+        if target != ALL:
             # "--": whatever its characters, a name is a database name
             yield target, _job(ctx, conn, target, ["--", target])
             continue

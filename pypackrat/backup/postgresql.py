@@ -24,6 +24,7 @@ import contextlib
 import os
 
 from pypackrat import dumps, execute, log
+from pypackrat.core.names import ALL, GLOBALS_NAME, reserved
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
 
@@ -60,11 +61,11 @@ def check(settings):
 def _programs(settings):
     targets = settings["POSTGRESQL_TARGETS"]
     split = settings["DB_SPLIT_ALL"]
-    listing = dumps.ALL in targets and bool(split or settings["POSTGRESQL_EXCLUDE"])
+    listing = ALL in targets and bool(split or settings["POSTGRESQL_EXCLUDE"])
     programs = []
-    if any(t != dumps.ALL for t in targets) or (dumps.ALL in targets and split):
+    if any(t != ALL for t in targets) or (ALL in targets and split):
         programs.append(("pg_dump",))
-    if dumps.ALL in targets:
+    if ALL in targets:
         programs.append(("pg_dumpall",))
     if listing:
         programs.append(("psql",))
@@ -173,7 +174,7 @@ def exclude_pattern(name):
 def _job(ctx, env, database, argv, whole=False):
     """``whole``: the globals of a split __ALL__ (its reserved name is its own)."""
     def job():
-        refused = None if whole else dumps.reserved(database)
+        refused = None if whole else reserved(database)
         if refused:
             raise PackratError("postgresql: " + refused)
         log.verbose("%s backup up database: %s" % (TAG, database))
@@ -189,7 +190,7 @@ def jobs(ctx, env, conn):
     settings = ctx.settings
     exclude = settings["POSTGRESQL_EXCLUDE"]
     for target in settings["POSTGRESQL_TARGETS"]:
-        if target != dumps.ALL:
+        if target != ALL:
             yield target, _pg_dump(ctx, env, conn, target)
             continue
         if not settings["DB_SPLIT_ALL"] and not exclude:
@@ -206,11 +207,11 @@ def jobs(ctx, env, conn):
             yield target, _job(ctx, env, target, ["pg_dumpall"] + conn +
                        ["--exclude-database=" + exclude_pattern(n) for n in skipped])
             continue
-        yield dumps.GLOBALS_NAME, _job(ctx, env, dumps.GLOBALS_NAME,
+        yield GLOBALS_NAME, _job(ctx, env, GLOBALS_NAME,
                                        ["pg_dumpall"] + conn + ["--globals-only"], whole=True)
         for name in names:
             # a database named all.globals fails in _job (reserved), loudly
-            yield (None if name == dumps.GLOBALS_NAME else name), _pg_dump(ctx, env, conn, name)
+            yield (None if name == GLOBALS_NAME else name), _pg_dump(ctx, env, conn, name)
 
 
 def backup(ctx):
