@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from pypackrat import catalog, retention
+from pypackrat import catalog, execute, retention
 from pypackrat.backup import filesystem
 from pypackrat.core import chains, darkey, names, temp
 from pypackrat.errors import PackratError
@@ -269,10 +269,15 @@ def test_sweep_removes_only_what_dead_runs_left(tmp_path):
     link.symlink_to(victim)
     other = tmp_path / ("packrat-tmp-%d-x" % dead)  # not the pattern: no leading dot
     other.write_text("x")
+    # private directories: a dead run's goes, this run's own stays
+    own_private = execute.private_dir()
+    dead_private = os.path.join(temp.private_bases()[0], "packrat-%d-core%d" % (dead, os.getpid()))
+    os.mkdir(dead_private, 0o700)
     temp.sweep_stale(tmp_path)
     assert not stale.exists() and not stale_dir.exists()
     assert mine.exists() and other.exists() and victim.read_text() == "keep"
     assert os.path.islink(link)  # a link is never followed nor removed
+    assert os.path.isdir(own_private) and not os.path.exists(dead_private)
 
 
 # -- the dar key -------------------------------------------------------------------
