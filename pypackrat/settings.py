@@ -340,6 +340,8 @@ class View:
         return name in self.settings
 
     def __getattr__(self, attr):  # values, origin, raw, path, get...
+        if attr == "settings":  # not set yet (copy, pickle): no endless lookup
+            raise AttributeError(attr)
         return getattr(self.settings, attr)
 
     def valid(self, *names):
