@@ -47,6 +47,7 @@ fi
 # pytest and pytest-subprocess (pyproject.toml); a stamp per extra records
 # the pyproject.toml it was installed from.
 VENV="${PACKRAT_TEST_VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
@@ -62,5 +63,5 @@ if ! current "$stamp" && { [ -z "$fast" ] || ! current "$fast_stamp"; }; then
     echo "$want" > "$target"
 fi
 
-export PATH="$PWD/$VENV/bin:$PATH:/usr/sbin:/sbin"
+export PATH="$VENV/bin:$PATH:/usr/sbin:/sbin"
 exec "$VENV/bin/python" -m pytest "$@"
