@@ -12,7 +12,7 @@ nothing outside this file and the shim asks which kind it is::
     module.check(settings) -> [problem]      # configuration errors
     module.requirements(settings) -> [line]  # what this machine lacks
     module.backup(ctx) -> [path]             # backup modules
-    module.remote(ctx) -> transfer.Remote    # upload modules, not yet open
+    module.remote(ctx) -> transfer.Lister    # upload modules, not yet open
     module.upload(ctx, files)                # upload modules
 
 A Python module file declares its settings (``SETTINGS``, see
@@ -20,7 +20,7 @@ pypackrat/settings.py). A backup module file provides, optionally,
 ``check(settings)`` and ``requirements(settings)``, and ``backup(ctx)``; an
 upload module file provides, optionally, ``check`` and ``requirements``, and
 ``Remote``, a subclass
-of ``pypackrat.transfer.Remote``. ``check`` and ``requirements`` get
+of ``pypackrat.transfer.Transport``. ``check`` and ``requirements`` get
 a ``settings.View``, whose ``where(NAME)`` names the file to edit (for a
 value left at its default: the file that enabled the module).
 """
@@ -93,17 +93,6 @@ def resolve(settings, name, role):
         return PythonModule(name, role, dotted)
     from pypackrat import shim
     return shim.find_module(settings, name, role)
-
-
-def code(name, role):
-    """The Python module ``name`` of ``role`` itself (pypackrat/ROLE/NAME.py),
-    whatever SHELL_MODULES says: what an action needs of it beyond the
-    interface above (restore: a database module's ``connection()``)."""
-    dotted = available(role).get(name)
-    if dotted is None:
-        from pypackrat.errors import PackratError
-        raise PackratError("no Python %s module named %r" % (role, name))
-    return importlib.import_module(dotted)
 
 
 def require(settings, name, role):

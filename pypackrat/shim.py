@@ -451,12 +451,13 @@ def upload(ctx, name, path, files):
     _fail("upload", name, path, "mod_" + name, outcome)
 
 
-class BashRemote(transfer.Remote):
-    """A Bash upload module seen as a Remote, for the remote purge: list()
+class BashRemote(transfer.Lister):
+    """A Bash upload module seen as a Lister, for the remote purge: list()
     runs list_NAME, delete(NAME) runs purge_NAME NAME. Bash modules do their
-    own transport, so there is no put/get/size here, and no retry."""
+    own transport (mod_NAME), so this is no Transport: no put/get/size, no
+    capability, and no retry (no error is classified transient)."""
 
-    transient = ()
+    capabilities = frozenset()
 
     def __init__(self, ctx, name, path):
         super().__init__(ctx)

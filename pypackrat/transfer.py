@@ -1,16 +1,24 @@
-"""Uploads, the same for every transport: the ``Remote`` interface each
-upload module implements, and the wrapper that puts a file under a temporary
-name, verifies it, renames it, and retries transient failures.
+"""Uploads, the same for every transport: the two interfaces an upload
+module's ``Remote`` implements, and the wrapper that puts a file under a
+temporary name, verifies it, renames it, and retries transient failures.
+
+``Lister`` is what the purge needs: list, delete, delete_many, foreign,
+describe (a Bash upload module has it: list_NAME and purge_NAME).
+``Transport(Lister)`` adds the transfer: put, get, size, rename, checksum;
+only the Python transports have it. What a remote can do is declared in
+its class's ``capabilities`` (CAPABILITIES says what each means), never
+guessed from which methods it overrides.
 
 A transport only moves bytes; this module decides what counts as done:
 
-1. put the file as ``NAME.partial`` (skipped where ``atomic_put`` is true:
-   an S3 object appears whole or not at all);
+1. put the file as ``NAME.partial`` (skipped with the "atomic_put"
+   capability: an S3 object appears whole or not at all);
 2. compare the remote size with the local one, and the checksum where the
-   transport offers one;
+   transport has the "checksum" capability and gives one;
 3. rename it to ``NAME``;
-4. on a transient error, reconnect and start again, with backoff, up to
-   UPLOAD_RETRIES times; then give up with the last error.
+4. on an error the transport's own ``classify(exc)`` calls transient,
+   reconnect and start again, with backoff, up to UPLOAD_RETRIES times;
+   then give up with the last error.
 """
 import hashlib
 import os
@@ -18,17 +26,32 @@ import sys
 import time
 
 from pypackrat import log
-from pypackrat.core.temp import PARTIAL, temporary_name
 from pypackrat.errors import PackratError
 
+PARTIAL = ".partial"
+TRANSIENT, PERMANENT = "transient", "permanent"  # what classify() answers
+
+# What a remote may declare in ``capabilities``; the conformance suite
+# (tests/test_upload_conformance.py) skips a test only for a capability
+# the module does not declare.
+CAPABILITIES = {
+    "transfer": "put, get, size, rename (a Transport): uploads, downloads for restore and verify",
+    "checksum": "checksum() gives a digest of a remote file, compared with the local file's",
+    "atomic_put": "a put appears whole or not at all: no temporary NAME.partial",
+    "credentials": "logs in with credentials of its settings, which the server may refuse",
+    "host_keys": "checks the server's host key against known_hosts",
+    "reconnect": "holds a network connection, which a failure can cut; reopened for a retry",
+    "bulk_delete": "delete_many removes thousands of names in seconds (one connection, batched)",
+}
 
 
-class Remote:
-    """One upload destination. Subclasses implement the transport."""
+class Lister:
+    """One remote as the purge sees it: list and delete. Subclasses
+    implement list() and delete(); a connection in open() and close()."""
 
     name = "?"
-    atomic_put = False
-    transient = (OSError, EOFError)  # errors worth a retry
+    capabilities = frozenset()
+    transient = ()  # the exception types classify() calls transient
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -52,30 +75,18 @@ class Remote:
     def __exit__(self, *exc):
         self.close()
 
-    # transport ---------------------------------------------------------
-    def put(self, local_path, remote_name, progress=None):
-        """Store the local file under ``remote_name``; call
-        ``progress(bytes_done)`` now and then if given."""
-        raise NotImplementedError
+    def classify(self, exc):
+        """TRANSIENT where trying again may help (a dropped link, a timeout,
+        a server's passing refusal: reconnect and retry), PERMANENT where it
+        cannot (refused credentials, a missing directory: retrying only
+        delays the report). Each transport knows its protocol's errors; by
+        default the exception types of ``transient`` are transient, and a
+        PackratError, whose message is already the operator's, is final."""
+        if isinstance(exc, PackratError) or not isinstance(exc, tuple(self.transient)):
+            return PERMANENT
+        return TRANSIENT
 
-    def get(self, remote_name, local_path, progress=None):
-        """Fetch ``remote_name`` into the local file ``local_path`` (for
-        restore and verify)."""
-        raise NotImplementedError
-
-    def rename(self, old, new):
-        """Rename ``old`` to ``new``, replacing ``new`` if it exists."""
-        raise NotImplementedError
-
-    def size(self, remote_name):
-        """Size in bytes, or None if there is no such file."""
-        raise NotImplementedError
-
-    def checksum(self, remote_name):
-        """(algorithm, hex digest) of the remote file, where the protocol
-        gives one cheaply (hashlib names: "md5", "sha256"), else None."""
-        return None
-
+    # listing and deleting ---------------------------------------------
     def list(self):
         """The file names in the remote directory (base names)."""
         raise NotImplementedError
@@ -103,13 +114,57 @@ class Remote:
         return self.name
 
 
-def file_digest(path, algorithm):
-    if hasattr(algorithm, "file_digest"):  # a module's own (s3.MultipartETag)
-        return algorithm.file_digest(path)
+class Transport(Lister):
+    """A remote that moves the bytes itself (the Python upload modules)."""
+
+    capabilities = frozenset({"transfer"})
+    transient = (OSError, EOFError)
+
+    def put(self, local_path, remote_name, progress=None):
+        """Store the local file under ``remote_name``; call
+        ``progress(bytes_done)`` now and then if given."""
+        raise NotImplementedError
+
+    def get(self, remote_name, local_path, progress=None):
+        """Fetch ``remote_name`` into the local file ``local_path`` (for
+        restore and verify)."""
+        raise NotImplementedError
+
+    def rename(self, old, new):
+        """Rename ``old`` to ``new``, replacing ``new`` if it exists."""
+        raise NotImplementedError
+
+    def size(self, remote_name):
+        """Size in bytes, or None if there is no such file."""
+        raise NotImplementedError
+
+    def checksum(self, remote_name):
+        """(algorithm, hex digest) of the remote file, where the protocol
+        gives one cheaply (hashlib names: "md5", "sha256"), else None. Asked
+        only with the "checksum" capability."""
+        return None
+
+
+class Digest(str):
+    """A checksum algorithm of a transport's own, where a remote's digest is
+    not a hashlib one (s3.MultipartETag): its str is its name in messages,
+    ``file_digest(path)`` computes it over a local file."""
+
+    def file_digest(self, path):
+        raise NotImplementedError
+
+
+def file_digest(source, algorithm):
+    """The hex digest of a local file, ``source`` a path or a binary file
+    open for reading; ``algorithm`` a hashlib name or a Digest."""
+    if isinstance(algorithm, Digest):
+        return algorithm.file_digest(source)
+    if isinstance(source, (str, bytes, os.PathLike)):
+        with open(source, "rb") as fh:
+            return file_digest(fh, algorithm)
     h = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    for block in iter(lambda: source.read(1 << 20), b""):
+        h.update(block)
     return h.hexdigest()
 
 
@@ -143,7 +198,7 @@ def verify(remote, local_path, remote_name):
     if remote_size != local_size:
         raise VerifyError("%s: remote copy %s has %s bytes, the local file %d"
                           % (remote.describe(), remote_name, remote_size, local_size))
-    digest = remote.checksum(remote_name)
+    digest = remote.checksum(remote_name) if "checksum" in remote.capabilities else None
     if digest:
         algorithm, value = digest
         if file_digest(local_path, algorithm) != value:
@@ -155,31 +210,43 @@ class VerifyError(PackratError):
     pass
 
 
+def _words(exc):
+    """What an error says, for the operator: an OSError made without an
+    errno (paramiko's NoValidConnectionsError) without its "[Errno None]"."""
+    if isinstance(exc, OSError) and exc.errno is None and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 def _retrying(remote, what, action, reconnect=True):
-    """Run ``action()``; on a transient error reconnect and retry with
-    backoff. Verification failures are retried too (a torn upload).
-    ``reconnect=False`` where the action is the connection itself."""
+    """Run ``action()``; on an error ``remote.classify`` calls transient,
+    reconnect and retry with backoff. Verification failures are retried too
+    (a torn upload). ``reconnect=False`` where the action is the connection
+    itself."""
     import tenacity
 
     settings = remote.settings
     attempts = int(settings.get("UPLOAD_RETRIES", 4)) + 1
     base = float(settings["UPLOAD_RETRY_WAIT"])
 
+    def worth_retrying(exc):
+        return isinstance(exc, VerifyError) or remote.classify(exc) == TRANSIENT
+
     def before_sleep(state):
         exc = state.outcome.exception()
         log.warn("%s: %s failed (%s), retrying (attempt %d of %d)"
-                 % (remote.describe(), what, exc, state.attempt_number + 1, attempts))
+                 % (remote.describe(), what, _words(exc), state.attempt_number + 1, attempts))
         if not reconnect:
             return
         try:
             remote.reconnect()
         except Exception as again:  # the next attempt reports it
-            log.verbose("%s: reconnect failed: %s" % (remote.describe(), again))
+            log.verbose("%s: reconnect failed: %s" % (remote.describe(), _words(again)))
 
     retry = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts),
         wait=tenacity.wait_exponential(multiplier=base, max=60) if base else tenacity.wait_none(),
-        retry=tenacity.retry_if_exception_type(tuple(remote.transient) + (VerifyError,)),
+        retry=tenacity.retry_if_exception(worth_retrying),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -188,7 +255,7 @@ def _retrying(remote, what, action, reconnect=True):
     except PackratError:
         raise
     except Exception as exc:
-        raise PackratError("%s: %s failed: %s" % (remote.describe(), what, exc or type(exc).__name__))
+        raise PackratError("%s: %s failed: %s" % (remote.describe(), what, _words(exc)))
 
 
 def upload(remote, local_path):
@@ -198,7 +265,7 @@ def upload(remote, local_path):
     if remote.ctx.dry_run:
         log.info("[dry run] would upload %s to %s" % (local_path, remote.describe()))
         return
-    target = name if remote.atomic_put else name + PARTIAL
+    target = name if "atomic_put" in remote.capabilities else name + PARTIAL
     progress = _Progress("%s %s" % (remote.name, name), os.path.getsize(local_path))
 
     def attempt():
@@ -242,7 +309,7 @@ def download(remote, remote_name, local_path):
     import tempfile
     from pypackrat import execute
     directory, name = os.path.split(os.path.abspath(local_path))
-    private = tempfile.mkdtemp(prefix=temporary_name(""), dir=directory)
+    private = tempfile.mkdtemp(prefix=execute.temporary_name(""), dir=directory)
     tmp = os.path.join(private, name)
 
     def attempt():

@@ -5,16 +5,22 @@ hostile names in a listing never deleted; 10,000 remote names purged over
 one connection; and files uploaded by a full ``packrat`` run equal to the
 local files byte for byte.
 
-To add a module type, add a factory to BACKENDS: a function of the pytest
-``request`` returning a Backend. A test an upload type cannot have is
-skipped with the reason (``Backend.cut`` None: nothing to cut, ...).
+The modules are found by folder (plugins.available("upload")); each
+declares beside itself, in ``CONFORMANCE``, how it meets its test server
+(see ENTRY_KEYS), and what it can do is its Remote's ``capabilities``
+(transfer.CAPABILITIES). The Bash example module's entry is BASH_ENTRIES
+below. A test is skipped only for a capability the module does not declare
+(the reason names it); any other skip (a module without an entry, an entry
+lacking what a declared capability needs) fails under
+PACKRAT_STRICT_CONFORMANCE=1, which CI sets (.ci/run).
 """
 import datetime
+import importlib
 import os
 
 import pytest
 
-from pypackrat import config, log, plugins, run, transfer
+from pypackrat import config, log, plugins, run, shim, transfer
 from pypackrat.context import Context, Options
 from pypackrat.errors import PackratError
 from tests.servers.ftp import ftp_server, ftps_server, ftpd, ftpsd  # noqa: F401
@@ -24,53 +30,130 @@ from tests.servers.sshd import sshd_server, sshd  # noqa: F401
 TODAY = "20261126"
 NOW = datetime.datetime(2026, 11, 26, 12, 0)
 OLD = "20200101"
+STRICT = "PACKRAT_STRICT_CONFORMANCE"
+
+# What an entry may hold. Strings are str.format()ed with ``tmp`` (the
+# test's tmp_path), ``server`` (the fixture's object) and ``files``.
+ENTRY_KEYS = {
+    "server": "the pytest fixture of its test server (tests/servers/), or None",
+    "module": "the UPLOAD_MODULES name, when not the file's (Bash modules)",
+    "install": "a Bash module file, copied into MODULE_PATH",
+    "store": '"directory" (default) or "objects" (S3: under the bucket\'s prefix)',
+    "files": "the directory on this machine where the uploads land",
+    "settings": "its settings (over server.settings() where there is a server)",
+    "refused": "settings with credentials the server refuses (\"credentials\")",
+    "secret": "the refused setting whose value must stay out of output and mail",
+    "host_keys": "setting, host, port: its known_hosts settings; other_key: a key not the "
+                 "server's (\"host_keys\")",
+    "digest": "the hashlib name of what checksum() gives on the test server (\"checksum\")",
+    "slow": "settings that slow a put enough to cut it part-way",
+    "library_retries": "the client library retries a dropped link by itself",
+    "connection_per_file": "the data path opens a connection per file",
+}
+
+# The Bash example module's entry: modules/example.sh is a template for
+# the operator's own modules, not a packrat module, so its entry is here.
+# Its capabilities are shim.BashRemote's (it lists and deletes only).
+BASH_ENTRIES = {
+    "bash": {
+        "module": "example_upload",
+        "install": "modules/example.sh",
+        "files": "{tmp}/mnt/shelf",
+        "settings": {"EXAMPLE_UPLOAD_DIR": "{files}"},
+    },
+}
+
+
+def entries():
+    """label -> (capabilities, entry or None) of every upload module: each
+    Python module of pypackrat/upload/ with the entries it declares (None:
+    it declares none), and the Bash example."""
+    out = {}
+    for name, dotted in sorted(plugins.available("upload").items()):
+        code = importlib.import_module(dotted)
+        declared = vars(code).get("CONFORMANCE")
+        for label, entry in (declared or {name: None}).items():
+            out[label] = (code.Remote.capabilities,
+                          None if entry is None else dict(entry, module=entry.get("module", name)))
+    for label, entry in BASH_ENTRIES.items():
+        out[label] = (shim.BashRemote.capabilities, entry)
+    return out
+
+
+ENTRIES = entries()
+
+
+def decide(label, capabilities, capability, ready=True, missing="", strict=False):
+    """What a test that needs ``capability`` does with the module ``label``:
+    ("run", ""), or ("skip", reason) where the module does not declare the
+    capability (a justified skip), or, where it declares it (or no
+    capability is at stake: ``capability`` None) but its entry is not
+    ``ready`` (lacks ``missing``), an unjustified skip: ("fail", reason)
+    when ``strict``, else ("skip", reason)."""
+    if capability is not None and capability not in capabilities:
+        return "skip", "%s: no %r capability (%s)" % (label, capability, transfer.CAPABILITIES[capability])
+    if ready:
+        return "run", ""
+    reason = "%s: %s, and no undeclared capability justifies the skip" % (label, missing)
+    return ("fail" if strict else "skip"), reason
+
+
+def strict():
+    return os.environ.get(STRICT) == "1"
+
+
+def need(backend, capability, ready=True, missing=""):
+    """Skip or fail the test as decide() says (the CI switch: STRICT)."""
+    action, reason = decide(backend.label, backend.capabilities, capability, ready, missing, strict())
+    if action == "fail":
+        pytest.fail("unjustified conformance skip (%s=1): %s" % (STRICT, reason))
+    if action == "skip":
+        pytest.skip(reason)
 
 
 class Backend:
-    """What the suite needs of a module and its server.
+    """A module and its test server, as its entry describes them.
 
     name: the module name (UPLOAD_MODULES); settings: what reaches the server;
-    files(): {name: bytes} in the remote directory, read server-side;
-    inject(name, data): put a file there server-side (no client);
-    inject_outside(name): a file where ``../name`` would lead;
-    exists_outside(name); cut(): drop open connections, or None;
+    capabilities: its Remote's; files(): {name: bytes} in the remote
+    directory, read server-side; inject(name, data): put a file there
+    server-side (no client); inject_outside(name): a file where ``../name``
+    would lead; exists_outside(name); cut(): drop open connections, or None;
     connections(): logins/connections seen since the test began, or None;
-    bad_settings: settings whose credentials the server refuses, or None;
-    refusal(): a context manager in force while they are tried;
-    slow: settings that slow a put down enough to cut it part-way;
-    inner_retries: the client library retries a dropped link by itself;
-    transport: the module has put/get/size/rename (a Bash upload module has
-    only mod_NAME, list_NAME and purge_NAME: see BashBackend);
-    checksum: the digest the module gets of a remote file (hashlib name), or
-    None where the protocol offers none (SFTP on OpenSSH).
+    refusal(): a context manager in force while refused credentials are tried.
     """
 
-    cut = None
-    connections = None
-    bad_settings = None
-    slow = {}
-    inner_retries = False
-    secret = None
-    connection_per_file = False  # the data path opens a connection per file
-    transport = True
-    checksum = None
-
-    def __init__(self, name, settings):
-        self.name, self.settings = name, settings
+    def __init__(self, label, capabilities, entry, server, tmp):
+        self.label, self.capabilities = label, capabilities
+        self.name = entry["module"]
+        self.server = server
+        fmt = dict(tmp=str(tmp), server=server)
+        self.directory = _format(entry.get("files"), fmt)
+        if self.directory:
+            os.makedirs(self.directory, exist_ok=True)
+        fmt["files"] = self.directory
+        own = _format(entry.get("settings", {}), fmt)
+        self.settings = server.settings(**own) if server is not None else own
+        self.refused = _format(entry.get("refused"), fmt)
+        secret = entry.get("secret")
+        self.secret = self.refused[secret] if secret else None
+        self.host_keys = _format(entry.get("host_keys"), fmt)
+        self.digest = entry.get("digest")
+        self.slow = _format(entry.get("slow", {}), fmt)
+        self.library_retries = entry.get("library_retries", False)
+        self.connection_per_file = entry.get("connection_per_file", False)
+        self.cut = getattr(server, "cut", None)
+        self.connections = getattr(server, "connections", None)
+        self.objects = entry.get("store", "directory") == "objects"
 
     def refusal(self):
         import contextlib
-        return contextlib.nullcontext()
-
-
-class DirBackend(Backend):
-    """A server whose files live in a local directory (sshd, pyftpdlib, local)."""
-
-    def __init__(self, name, settings, directory):
-        super().__init__(name, settings)
-        self.directory = str(directory)
+        return self.server.authenticated() if self.objects else contextlib.nullcontext()
 
     def files(self):
+        if self.objects:
+            p = self.server.prefix + "/"
+            return {k[len(p):]: v for k, v in self.server.objects().items() if k.startswith(p)}
         out = {}
         for entry in os.scandir(self.directory):
             if entry.is_file(follow_symlinks=False):
@@ -79,129 +162,48 @@ class DirBackend(Backend):
         return out
 
     def inject(self, name, data=b"x"):
+        if self.objects:
+            self.server.inject("%s/%s" % (self.server.prefix, name), data)
+            return
         with open(os.path.join(self.directory, name), "wb") as fh:
             fh.write(data)
 
     def inject_outside(self, name):
+        if self.objects:
+            self.server.inject(name, b"outside")
+            return
         with open(os.path.join(os.path.dirname(self.directory), name), "wb") as fh:
             fh.write(b"outside")
 
     def exists_outside(self, name):
+        if self.objects:
+            return name in self.server.objects()
         return os.path.exists(os.path.join(os.path.dirname(self.directory), name))
 
 
-def local_backend(request):
-    tmp = request.getfixturevalue("tmp_path")
-    nas = tmp / "mnt" / "nas"
-    nas.mkdir(parents=True)
-    b = DirBackend("local", {"LOCAL_DIR": str(nas)}, nas)
-    b.checksum = "sha256"
-    return b
+def _format(value, fmt):
+    """``value`` with its strings (in dicts too) formatted with ``fmt``."""
+    if isinstance(value, str):
+        return value.format(**fmt)
+    if isinstance(value, dict):
+        return {k: _format(v, fmt) for k, v in value.items()}
+    return value
 
 
-def _ssh_backend(request, client):
-    server = request.getfixturevalue("sshd")
-    b = DirBackend("ssh", server.settings(SSH_CLIENT=client), server.root)
-    b.cut, b.connections = server.cut, server.connections
-    b.bad_settings = {"SSH_KEY": server.other_key}
-    b.slow = {"SSH_BWLIMIT": 16000}  # Kbit/s: 2 MB/s
-    b.connection_per_file = client == "openssh"  # scp's own connection
-    return b
-
-
-def ssh_openssh_backend(request):
-    return _ssh_backend(request, "openssh")
-
-
-def ssh_paramiko_backend(request):
-    return _ssh_backend(request, "paramiko")
-
-
-def _ftp_backend(request, fixture):
-    server = request.getfixturevalue(fixture)
-    b = DirBackend("ftp", server.settings(), server.files_dir)
-    b.cut, b.connections = server.cut, server.connections
-    b.bad_settings = {"FTP_PASS": "wrong-password-x"}
-    b.secret = "wrong-password-x"
-    b.checksum = "sha256"  # the test server has HASH (tests/servers/ftp.py)
-    return b
-
-
-def ftp_backend(request):
-    return _ftp_backend(request, "ftpd")
-
-
-def ftps_backend(request):
-    return _ftp_backend(request, "ftpsd")
-
-
-class S3Backend(Backend):
-    inner_retries = True
-
-    def __init__(self, server):
-        super().__init__("s3", server.settings())
-        self.server = server
-        self.cut, self.connections = server.cut, server.connections
-        self.bad_settings = {"S3_SECRET_KEY": "wrong-secret-key-x"}
-        self.secret = "wrong-secret-key-x"
-        self.checksum = "md5"  # the ETag of a single-part upload
-
-    def files(self):
-        p = self.server.prefix + "/"
-        return {k[len(p):]: v for k, v in self.server.objects().items() if k.startswith(p)}
-
-    def inject(self, name, data=b"x"):
-        self.server.inject("%s/%s" % (self.server.prefix, name), data)
-
-    def inject_outside(self, name):
-        self.server.inject(name, b"outside")
-
-    def exists_outside(self, name):
-        return name in self.server.objects()
-
-    def refusal(self):
-        return self.server.authenticated()
-
-
-def s3_backend(request):
-    return S3Backend(request.getfixturevalue("s3d"))
-
-
-class BashBackend(DirBackend):
-    """A Bash upload module run through the shim: modules/example.sh's
-    example_upload, storing into a directory. It uploads with mod_NAME (every
-    file of NEW_BACKUPS), lists with list_NAME and purges with purge_NAME;
-    there is no put/get/size/rename to test."""
-
-    transport = False
-    no_transport = "a Bash upload module has no put/get/size/rename (mod_NAME does the transfer)"
-
-
-def bash_backend(request):
-    import shutil
-    from tests.conftest import ROOT
-    penv = request.getfixturevalue("penv")
-    shutil.copy(os.path.join(ROOT, "modules", "example.sh"), str(penv.module_path))
-    shelf = request.getfixturevalue("tmp_path") / "mnt" / "shelf"
-    shelf.mkdir(parents=True)
-    return BashBackend("example_upload", {"EXAMPLE_UPLOAD_DIR": str(shelf)}, shelf)
-
-
-# name -> factory; other module types add themselves here
-BACKENDS = {
-    "local": local_backend,
-    "ssh": ssh_openssh_backend,
-    "ssh-paramiko": ssh_paramiko_backend,
-    "ftp": ftp_backend,
-    "ftps": ftps_backend,
-    "s3": s3_backend,
-    "bash": bash_backend,
-}
-
-
-@pytest.fixture(params=list(BACKENDS))
+@pytest.fixture(params=list(ENTRIES))
 def backend(request):
-    return BACKENDS[request.param](request)
+    capabilities, entry = ENTRIES[request.param]
+    if entry is None:
+        action, reason = decide(request.param, capabilities, None, ready=False, strict=strict(),
+                                missing="its module declares no CONFORMANCE entry")
+        (pytest.fail if action == "fail" else pytest.skip)(reason)
+    server = request.getfixturevalue(entry["server"]) if entry.get("server") else None
+    if entry.get("install"):
+        import shutil
+        from tests.conftest import ROOT
+        penv = request.getfixturevalue("penv")
+        shutil.copy(os.path.join(ROOT, entry["install"]), str(penv.module_path))
+    return Backend(request.param, capabilities, entry, server, request.getfixturevalue("tmp_path"))
 
 
 # -- helpers -------------------------------------------------------------------
@@ -210,7 +212,6 @@ def context(penv, backend, **extra):
     """An in-process run context for ``backend`` (the config is written and
     read as packrat reads it)."""
     penv.write(UPLOAD_MODULES=[backend.name], **backend.settings, **extra)
-    log.reset()
     settings = config.load(str(penv.config_path))
     return Context(settings, Options(), now=NOW)
 
@@ -228,8 +229,7 @@ def archive(penv, name, data):
 # -- the suite --------------------------------------------------------------------
 
 def test_put_list_get_delete(backend, penv, tmp_path):
-    if not backend.transport:
-        pytest.skip("%s: %s; see test_upload_list_delete" % (backend.name, backend.no_transport))
+    need(backend, "transfer")  # else see test_upload_list_delete
     ctx = context(penv, backend)
     sources = {"testhost-etc-%s.1.dar" % TODAY: os.urandom(300_001),
                "testhost-mysql-db-%s.sql.bz2" % TODAY: b"",
@@ -282,8 +282,7 @@ def _damaged_upload(backend, penv, damage, damaged_attempts, error):
     (UPLOAD_RETRIES=2: three attempts). One damaged attempt: the retry
     mends it. More: the upload fails with a VerifyError matching ``error``,
     and nothing is left, under the final name or the temporary one."""
-    if not backend.transport:
-        pytest.skip("%s: %s" % (backend.name, backend.no_transport))
+    need(backend, "transfer")
     ctx = context(penv, backend, UPLOAD_RETRIES=2)
     data = os.urandom(50_000)
     name = "testhost-verify-%s.1.dar" % TODAY
@@ -321,16 +320,15 @@ def test_verification_catches_damage_of_the_same_size_by_checksum(backend, penv,
     where the protocol gives a digest, the upload compares it with the local
     file's, so a one-off is mended by a retry and a copy that stays wrong
     never gets the final name."""
-    if backend.transport and not backend.checksum:
-        pytest.skip("%s: the protocol offers no checksum; the size is checked" % backend.name)
+    need(backend, "transfer")
+    need(backend, "checksum", ready=bool(backend.digest), missing="its entry names no 'digest'")
     _damaged_upload(backend, penv, lambda data: data[:100] + bytes([data[100] ^ 0xFF]) + data[101:],
-                    damaged_attempts, "differs .*%s" % backend.checksum)
+                    damaged_attempts, "differs .*%s" % backend.digest)
 
 
 @pytest.mark.parametrize("retries", [3, 0])
 def test_cut_connection_during_put(backend, penv, retries):
-    if backend.cut is None:
-        pytest.skip("%s: no connection to cut" % backend.name)
+    need(backend, "reconnect", ready=backend.cut is not None, missing="its test server has no cut()")
     ctx = context(penv, backend, UPLOAD_RETRIES=retries, **backend.slow)
     data = os.urandom(3 << 20)
     name = "testhost-cut-%s.1.dar" % TODAY
@@ -357,17 +355,16 @@ def test_cut_connection_during_put(backend, penv, retries):
     if retries or ok:
         assert ok and files == {name: data}
     else:
-        assert not backend.inner_retries or not ok
+        assert not backend.library_retries or not ok
         assert name not in files
     assert name + transfer.PARTIAL not in files
 
 
 def test_wrong_credentials_refused_with_exit_1_and_one_mail(backend, penv):
-    if backend.bad_settings is None:
-        pytest.skip("%s: no credentials" % backend.name)
+    need(backend, "credentials", ready=backend.refused is not None, missing="its entry has no 'refused'")
     archive(penv, "testhost-etc-%s.1.dar" % TODAY, b"data")
     penv.write(UPLOAD_MODULES=[backend.name], UPLOAD_RETRIES=2,
-               **dict(backend.settings, **backend.bad_settings))
+               **dict(backend.settings, **backend.refused))
     with backend.refusal():
         proc = penv.run("-U", TODAY, date=TODAY, check=1)
     assert "Traceback" not in proc.stderr
@@ -381,30 +378,24 @@ def test_wrong_credentials_refused_with_exit_1_and_one_mail(backend, penv):
 
 @pytest.mark.parametrize("problem", ["unknown", "changed"])
 def test_unknown_or_changed_ssh_host_key_refused(backend, penv, tmp_path, problem):
-    if backend.name != "ssh":
-        pytest.skip("%s: no host keys" % backend.name)
+    need(backend, "host_keys", ready=backend.host_keys is not None, missing="its entry has no 'host_keys'")
+    keys = backend.host_keys
+    host, port = backend.settings[keys["host"]], backend.settings[keys["port"]]
     known = tmp_path / "known_hosts"
     if problem == "unknown":
         known.write_text("")
     else:  # the host presents a key other than the one on file
-        server = penv_server_key(backend)
-        with open(server + ".pub") as fh:
+        with open(keys["other_key"] + ".pub") as fh:
             kind, blob = fh.read().split()[:2]
-        known.write_text("[%s]:%s %s %s\n" % (backend.settings["SSH_HOST"], backend.settings["SSH_PORT"],
-                                             kind, blob))
+        known.write_text("[%s]:%s %s %s\n" % (host, port, kind, blob))
     archive(penv, "testhost-etc-%s.1.dar" % TODAY, b"data")
-    penv.write(UPLOAD_MODULES=["ssh"], **dict(backend.settings, SSH_KNOWN_HOSTS=str(known)))
+    penv.write(UPLOAD_MODULES=[backend.name], **dict(backend.settings, **{keys["setting"]: str(known)}))
     proc = penv.run("-U", TODAY, date=TODAY, check=1)
     assert "Traceback" not in proc.stderr
     assert ("unknown host key" if problem == "unknown" else "host key CHANGED") in proc.stderr
-    assert "ssh-keyscan -p %s" % backend.settings["SSH_PORT"] in proc.stderr
+    assert "ssh-keyscan -p %s" % port in proc.stderr
     assert len(penv.mails()) == 1
     assert backend.files() == {}
-
-
-def penv_server_key(backend):
-    """A key the server does not have (the suite's spare client key)."""
-    return backend.bad_settings["SSH_KEY"]
 
 
 def test_hostile_names_in_a_listing_are_never_deleted(backend, penv, monkeypatch):
@@ -435,14 +426,13 @@ def test_hostile_names_in_a_listing_are_never_deleted(backend, penv, monkeypatch
     run.purge_remote(ctx, backend.name, 10)
     assert old in deleted and old not in backend.files()  # the purge did run
     assert not set(deleted) & set(hostile + [newline])
-    assert newline in backend.files() or backend.name == "ftp" and newline in os.listdir(backend.directory)
+    assert newline in backend.files()
     assert backend.exists_outside(old)
 
 
 def test_10000_names_purged_over_one_connection(backend, penv):
-    if not backend.transport:
-        pytest.skip("%s: purge_NAME runs once per name in one shell, one rm process each "
-                    "(about 20 s for 10,000 here); the one-shell purge is in test_shim" % backend.name)
+    need(backend, "bulk_delete")  # a Bash module: purge_NAME once per name, one rm each
+    # (about 20 s for 10,000 here); its one-shell purge is in test_shim
     for i in range(10_000):  # the slices of an old master of target /n
         backend.inject("testhost-n-%s.master.%d.dar" % (OLD, i + 1), b"")
     young = "testhost-n-%s.master.1.dar" % TODAY
@@ -468,3 +458,79 @@ def test_full_run_uploads_equal_the_local_files(backend, penv):
     assert backend.files() == local, proc.stdout + proc.stderr
     if backend.connections is not None:  # the purge's, and the upload's
         assert backend.connections() == 2 + (len(local) if backend.connection_per_file else 0)
+
+
+# -- the entries and the CI switch (no server) -----------------------------------
+
+@pytest.mark.fast
+def test_every_module_declares_a_well_formed_entry_and_its_capabilities():
+    """Each upload module of the folder declares an entry with known keys and
+    a server fixture this file has; its Remote declares its capabilities
+    itself, each one of transfer.CAPABILITIES; a Transport says "transfer",
+    the Bash modules' Lister does not."""
+    assert {"local", "ssh", "ssh-paramiko", "ftp", "ftps", "s3", "bash"} <= set(ENTRIES)
+    for label, (capabilities, entry) in ENTRIES.items():
+        assert entry is not None, "%s declares no CONFORMANCE entry" % label
+        assert set(entry) <= set(ENTRY_KEYS), (label, set(entry) - set(ENTRY_KEYS))
+        assert entry.get("server") is None or entry["server"] in globals(), (label, entry["server"])
+        assert isinstance(capabilities, frozenset) and capabilities <= set(transfer.CAPABILITIES), label
+    for name, dotted in plugins.available("upload").items():
+        remote = importlib.import_module(dotted).Remote
+        assert "capabilities" in vars(remote), "%s: Remote declares no capabilities" % name
+        assert issubclass(remote, transfer.Transport) and "transfer" in remote.capabilities, name
+    assert not issubclass(shim.BashRemote, transfer.Transport)
+    assert "transfer" not in shim.BashRemote.capabilities
+    assert not hasattr(shim.BashRemote, "put") and not hasattr(shim.BashRemote, "get")
+
+
+@pytest.mark.fast
+def test_decide_skips_only_for_an_undeclared_capability():
+    have = frozenset({"transfer", "checksum"})
+    assert decide("m", have, "transfer") == ("run", "")
+    action, reason = decide("m", have, "host_keys", strict=True)
+    assert action == "skip" and "'host_keys'" in reason  # justified: never fails
+    for strict_mode, expected in ((False, "skip"), (True, "fail")):
+        action, reason = decide("m", have, "checksum", ready=False, missing="no 'digest'", strict=strict_mode)
+        assert action == expected and "no 'digest'" in reason
+        action, reason = decide("m", frozenset(), None, ready=False, missing="no entry", strict=strict_mode)
+        assert action == expected and "no entry" in reason
+
+
+FAKE_SUITE = '''
+from tests import test_upload_conformance as conformance
+
+
+class Fake:  # declares "checksum", but its entry gives no digest
+    label, capabilities, digest = "fake", frozenset({"transfer", "checksum"}), None
+
+
+def test_unjustified():
+    conformance.need(Fake, "checksum", ready=bool(Fake.digest), missing="its entry names no 'digest'")
+
+
+def test_justified():
+    conformance.need(Fake, "host_keys")
+'''
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("switch", ["", "1"])
+def test_the_ci_switch_fails_an_unjustified_skip(tmp_path, switch):
+    """A suite with a fake module's entry, run by pytest: without the switch
+    both of its tests are skipped; with PACKRAT_STRICT_CONFORMANCE=1 the
+    skip no undeclared capability justifies fails, the other stays a skip."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    (tmp_path / "test_fake_module.py").write_text(FAKE_SUITE)
+    env = dict(os.environ, PYTHONPATH=ROOT, **{STRICT: switch})
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rsf", "-p", "no:cacheprovider",
+                           "test_fake_module.py"], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert "no 'host_keys' capability" in out, out
+    if switch:
+        assert proc.returncode == 1 and "1 failed, 1 skipped" in out, out
+        assert "unjustified conformance skip" in out and "names no 'digest'" in out
+    else:
+        assert proc.returncode == 0 and "2 skipped" in out, out

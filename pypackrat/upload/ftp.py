@@ -16,7 +16,7 @@ import re
 from pypackrat import log
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
-from pypackrat.transfer import Remote as BaseRemote
+from pypackrat.transfer import Transport
 
 COMMAND = "an FTP command"  # user, password and directory go into one, encoded as UTF-8
 SETTINGS = Group(
@@ -90,8 +90,9 @@ def _kernel_timeouts(conn, seconds):
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
 
 
-class Remote(BaseRemote):
+class Remote(Transport):
     name = "ftp"
+    capabilities = frozenset({"transfer", "checksum", "credentials", "reconnect", "bulk_delete"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -365,3 +366,18 @@ def _plain_files(lines, where):
             break
         else:
             log.verbose("%s: a LIST line packrat does not read, left out: %r" % (where, line))
+
+
+# The conformance suite's entries (tests/test_upload_conformance.py): how
+# this module meets its test servers (tests/servers/ftp.py), plain and TLS.
+# What it can do is Remote.capabilities.
+_FTP_ENTRY = {
+    "files": "{server.files_dir}",              # FTP_DIR, on this machine
+    "refused": {"FTP_PASS": "wrong-password-x"},
+    "secret": "FTP_PASS",                       # stays out of messages and mail
+    "digest": "sha256",                         # the test server has HASH
+}
+CONFORMANCE = {
+    "ftp": dict(_FTP_ENTRY, server="ftpd"),
+    "ftps": dict(_FTP_ENTRY, server="ftpsd"),
+}

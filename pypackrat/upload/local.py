@@ -8,7 +8,6 @@ file packrat writes there is created afresh with O_EXCL|O_NOFOLLOW, mode
 before the temporary is renamed, ``lstat`` must still find the very file
 that was written (same inode), so a file swapped in meanwhile is refused.
 """
-import hashlib
 import os
 import stat
 
@@ -16,7 +15,7 @@ from pypackrat import log
 from pypackrat.execute import create_private
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
-from pypackrat.transfer import Remote as BaseRemote
+from pypackrat.transfer import Transport, file_digest
 
 SETTINGS = Group(
     "Local upload module (a mounted share, say)",
@@ -62,8 +61,9 @@ def _identity(st):
     return st.st_dev, st.st_ino, st.st_uid, st.st_size, st.st_mtime_ns
 
 
-class Remote(BaseRemote):
+class Remote(Transport):
     name = "local"
+    capabilities = frozenset({"transfer", "checksum", "bulk_delete"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -185,14 +185,23 @@ class Remote(BaseRemote):
         return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def checksum(self, remote_name):
-        h = hashlib.sha256()
         with os.fdopen(_open_regular(self._path(remote_name)), "rb") as fh:
-            for block in iter(lambda: fh.read(BLOCK), b""):
-                h.update(block)
-        return "sha256", h.hexdigest()
+            return "sha256", file_digest(fh, "sha256")
 
     def list(self):
         return sorted(e.name for e in os.scandir(self.directory) if e.is_file(follow_symlinks=False))
 
     def delete(self, remote_name):
         os.unlink(self._path(remote_name))
+
+
+# The conformance suite's entry (tests/test_upload_conformance.py): how
+# this module meets its test remote. What it can do is Remote.capabilities.
+CONFORMANCE = {
+    "local": {
+        "server": None,                         # no server: a directory of the test's
+        "files": "{tmp}/mnt/nas",               # where the uploaded files land
+        "settings": {"LOCAL_DIR": "{files}"},
+        "digest": "sha256",                     # what checksum() gives
+    },
+}

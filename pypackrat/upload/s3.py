@@ -19,7 +19,7 @@ import re
 from pypackrat import log
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
-from pypackrat.transfer import Remote as BaseRemote
+from pypackrat.transfer import PERMANENT, TRANSIENT, Digest, Transport
 
 SETTINGS = Group(
     "S3 upload module",
@@ -160,7 +160,7 @@ def multipart_etag(path, part):
     return "%s-%d" % (hashlib.md5(b"".join(digests)).hexdigest(), len(digests))
 
 
-class MultipartETag(str):
+class MultipartETag(Digest):
     """The "algorithm" of a multipart object's checksum: a name for
     messages, and ``file_digest(path)``, the ETag of the local file cut in
     the same parts (transfer.file_digest calls it)."""
@@ -175,9 +175,9 @@ class MultipartETag(str):
         return multipart_etag(path, self.part)
 
 
-class Remote(BaseRemote):
+class Remote(Transport):
     name = "s3"
-    atomic_put = True
+    capabilities = frozenset({"transfer", "checksum", "atomic_put", "credentials", "reconnect", "bulk_delete"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -199,6 +199,19 @@ class Remote(BaseRemote):
         import botocore.exceptions as be
         return (OSError, EOFError, be.ConnectionError, be.HTTPClientError, be.IncompleteReadError,
                 be.ResponseStreamingError, boto3.exceptions.S3UploadFailedError)
+
+    def classify(self, exc):
+        """A dropped or torn connection is transient (botocore has retried
+        it already), and so is the store's own trouble (a 5xx answer, a
+        SlowDown); any other refusal is final."""
+        import botocore.exceptions as be
+        if isinstance(exc, be.ClientError):
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            code = str(error.get("Code", ""))
+            busy = code.startswith("5") or int(status) >= 500 or code in ("SlowDown", "RequestTimeout")
+            return TRANSIENT if busy else PERMANENT
+        return super().classify(exc)
 
     def _key(self, name):
         return self.prefix + name
@@ -231,8 +244,8 @@ class Remote(BaseRemote):
                                    "S3_SECRET_KEY and the bucket's policy" % (self.describe(), code))
             if code in ("404", "NoSuchBucket"):
                 raise PackratError("%s: no bucket named %s" % (self.describe(), self.bucket))
-            if code.startswith("5"):
-                raise ConnectionError("%s: %s" % (code, exc))
+            if self.classify(exc) == TRANSIENT:
+                raise  # the server's own trouble: retried
             raise PackratError("%s: %s" % (self.describe(), exc))
 
     def close(self):
@@ -372,3 +385,18 @@ class Remote(BaseRemote):
                                    % (self.describe(), len(errors), len(batch),
                                       first.get("Key"), first.get("Code"), first.get("Message", "")))
             log.verbose("%s: deleted %d objects" % (self.describe(), len(batch)))
+
+
+# The conformance suite's entry (tests/test_upload_conformance.py): how
+# this module meets its test server (tests/servers/s3.py, moto). What it
+# can do is Remote.capabilities.
+CONFORMANCE = {
+    "s3": {
+        "server": "s3d",                        # the pytest fixture
+        "store": "objects",                     # objects under S3_BUCKET's prefix
+        "refused": {"S3_SECRET_KEY": "wrong-secret-key-x"},
+        "secret": "S3_SECRET_KEY",
+        "digest": "md5",                        # the ETag of a single-part upload
+        "library_retries": True,                # botocore retries a dropped link itself
+    },
+}

@@ -34,10 +34,9 @@ import stat
 import threading
 import time
 
-from pypackrat import execute, log
+from pypackrat import execute, log, transfer
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
-from pypackrat.transfer import Remote as BaseRemote
 
 
 SETTINGS = Group(
@@ -116,8 +115,17 @@ def _host_id(host, port):
     return host if int(port) == 22 else "[%s]:%d" % (host, int(port))
 
 
-class Remote(BaseRemote):
+class ScpFailed(Exception):
+    """scp exited non-zero; ``stderr`` holds ssh's own words."""
+
+    def __init__(self, code, stderr, message):
+        super().__init__("scp failed (status %s): %s" % (code, message))
+        self.code, self.stderr, self.message = code, stderr or "", message
+
+
+class Remote(transfer.Transport):
     name = "ssh"
+    capabilities = frozenset({"transfer", "credentials", "host_keys", "reconnect", "bulk_delete"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -134,6 +142,7 @@ class Remote(BaseRemote):
         self.choice = s.get("SSH_CLIENT") or "auto"
         self.client = self.sftp = None
         self._askpass = None  # whether scp needs SSH_KEY_PASSPHRASE (known after the first look)
+        self._owners = {}  # name -> uid, of the last listing (foreign())
 
     def use_openssh(self):
         """Whether scp moves the bytes (see the module's notes)."""
@@ -149,6 +158,14 @@ class Remote(BaseRemote):
     def transient(self):
         import paramiko
         return (OSError, EOFError, paramiko.SSHException)
+
+    def classify(self, exc):
+        """scp's failure is final where ssh says retrying cannot help (a
+        refused key or host key: PERMANENT); a dropped link, a refused
+        connection, paramiko's errors are transient."""
+        if isinstance(exc, ScpFailed):
+            return transfer.PERMANENT if PERMANENT.search(exc.stderr) else transfer.TRANSIENT
+        return super().classify(exc)
 
     # -- connection -----------------------------------------------------------
     def _fix(self):
@@ -217,9 +234,9 @@ class Remote(BaseRemote):
             client.close()
             raise PackratError("%s: authentication failed (%s) with the key %s"
                                % (self.describe(), exc, self.key or "of ~/.ssh or the agent"))
-        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+        except paramiko.ssh_exception.NoValidConnectionsError:
             client.close()
-            raise ConnectionError(str(exc))
+            raise  # an OSError: transient
         except PackratError:
             client.close()
             raise
@@ -390,15 +407,15 @@ class Remote(BaseRemote):
         try:
             execute.run(argv, env=env)
         except execute.CommandFailed as exc:
-            message = _ssh_message(exc.stderr) or str(exc)
-            if PERMANENT.search(exc.stderr or ""):
-                hint = ""
-                if "HOST IDENTIFICATION HAS CHANGED" in exc.stderr or "host key is known" in exc.stderr:
-                    hint = ("; if the change is expected, remove the old key (ssh-keygen -R '%s' -f %s) and %s"
-                            % (_host_id(self.host, self.port), (self.known_files or ["~/.ssh/known_hosts"])[0],
-                               self._fix()))
-                raise PackratError("%s: scp refused (not retried): %s%s" % (self.describe(), message, hint))
-            raise ConnectionError("scp failed (status %s): %s" % (exc.code, message))  # transient: retried
+            failed = ScpFailed(exc.code, exc.stderr, _ssh_message(exc.stderr) or str(exc))
+            if self.classify(failed) == transfer.TRANSIENT:
+                raise failed  # retried
+            hint = ""
+            if "HOST IDENTIFICATION HAS CHANGED" in failed.stderr or "host key is known" in failed.stderr:
+                hint = ("; if the change is expected, remove the old key (ssh-keygen -R '%s' -f %s) and %s"
+                        % (_host_id(self.host, self.port), (self.known_files or ["~/.ssh/known_hosts"])[0],
+                           self._fix()))
+            raise PackratError("%s: scp refused (not retried): %s%s" % (self.describe(), failed.message, hint))
         finally:
             stop.set()
             if watcher:
@@ -483,7 +500,7 @@ class Remote(BaseRemote):
         is learnt from a probe file, made and removed at once; nothing is
         filtered in a dry run (which writes nothing) or where the probe
         cannot be made."""
-        owners = getattr(self, "_owners", {})
+        owners = self._owners
         if self.ctx.dry_run or not owners:
             return set()
         sftp = self._conn()
@@ -635,3 +652,22 @@ def _request_size(sftp):
         pass
     sftp._packrat_request_size = size
     return size
+
+
+# The conformance suite's entries (tests/test_upload_conformance.py): how
+# this module meets its test server (tests/servers/sshd.py), once per data
+# path. What it can do is Remote.capabilities (no "checksum": SFTP on
+# OpenSSH gives no digest).
+_SSH_ENTRY = {
+    "server": "sshd",                           # the pytest fixture
+    "files": "{server.root}",                   # SSH_DIR, on this machine
+    "refused": {"SSH_KEY": "{server.other_key}"},  # a key the server does not know
+    "host_keys": {"setting": "SSH_KNOWN_HOSTS", "host": "SSH_HOST", "port": "SSH_PORT",
+                  "other_key": "{server.other_key}"},  # its .pub: a host key not the server's
+    "slow": {"SSH_BWLIMIT": 16000},             # Kbit/s: 2 MB/s, slow enough to cut a put
+}
+CONFORMANCE = {
+    "ssh": dict(_SSH_ENTRY, settings={"SSH_CLIENT": "openssh"},
+                connection_per_file=True),      # scp's own connection
+    "ssh-paramiko": dict(_SSH_ENTRY, settings={"SSH_CLIENT": "paramiko"}),
+}
