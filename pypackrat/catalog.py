@@ -1,52 +1,19 @@
 """What archives exist, and where: BACKUP_DIR and the upload modules'
 remotes, seen as one catalog. Used by ``list``, ``restore`` and ``verify``.
 
-Names are all we go by, as the original did (see LEGACY.md):
-
-- ``HOST<TARGET>-DATE.master.N.dar`` is slice N of a master,
-  ``HOST<TARGET>-DATE.N.dar`` of an incremental (a differential against the
-  newest master of the same prefix dated on or before it), or of a full
-  archive when FS_INCREMENTAL is off;
-- ``HOST-mysql-DB-DATE.sql.bz2`` and ``HOST-postgresql-DB-DATE.sql.bz2``
-  (``.zst`` with zstd; ``DB`` is ``all`` for a whole server) are dumps.
-
-A restore as of a day needs the master for that day and the newest
-incremental up to the day, nothing between.
+Names are all we go by, as the original did: core.names says what a name
+is (a dar slice of a master or an incremental, a database dump), and
+core.chains which archives restore a day.
 """
 import contextlib
-import datetime
 import os
 import re
 
-from pypackrat import execute, log, retention, transfer
+from pypackrat import execute, log, transfer
+from pypackrat.core import names, temp
 from pypackrat.errors import PackratError
 
 LOCAL = "BACKUP_DIR"  # the location name of BACKUP_DIR (an upload module may be "local")
-
-
-def parse_date(text):
-    """A YYYYMMDD argument as a date; PackratError otherwise."""
-    try:
-        if not re.fullmatch(r"\d{8}", text or ""):
-            raise ValueError
-        return datetime.datetime.strptime(text, "%Y%m%d").date()
-    except ValueError:
-        raise PackratError("a date is written YYYYMMDD, not %r" % text)
-
-
-def day_text(day):
-    return day.strftime("%Y%m%d")
-
-
-def target_prefix(host, target):
-    """The archive name prefix of a filesystem target, as the filesystem
-    module names its archives (``/home/sites`` -> ``HOST-home-sites``). A
-    word without ``/`` is taken as a prefix as it is (the part of an archive
-    name before ``-DATE``)."""
-    if "/" not in target:
-        return target
-    from pypackrat.backup import filesystem
-    return filesystem.archive_prefix(host, target)
 
 
 def human(size):
@@ -97,16 +64,12 @@ class Dump:
 
 
 def parse_dump(name):
-    from pypackrat import dumps
-    parsed = dumps.parse_dump_name(name)
+    parsed = names.parse_dump_name(name)
     if parsed is None:
         return None
     host, engine, db, date, suffix = parsed
-    try:
-        day = datetime.datetime.strptime(date, "%Y%m%d").date()
-    except ValueError:
-        return None
-    return Dump(name, host, engine, db, day, suffix)
+    day = names.day(date)
+    return None if day is None else Dump(name, host, engine, db, day, suffix)
 
 
 class Catalog:
@@ -125,8 +88,7 @@ class Catalog:
     # -- gathering -------------------------------------------------------
     def mine(self, name):
         """A name of this host's (every host's when ``host`` is empty)."""
-        return (not self.host or name.startswith(self.host + "-")) \
-            and not execute.is_temporary(name) and not name.endswith(transfer.PARTIAL)
+        return (not self.host or name.startswith(self.host + "-")) and not temp.is_transient(name)
 
     def add(self, location, name, size):
         if location not in self.locations:
@@ -147,7 +109,7 @@ class Catalog:
         found = {}
         for name in transfer.listing(remote):
             if transfer.safe_name(name) and self.mine(name) and \
-                    (parse_dump(name) or retention.parse_dar(name)):
+                    (parse_dump(name) or names.parse_dar(name)):
                 found[name] = _size(remote, name) if sizes else None
         self.remotes[location] = remote
         if location not in self.locations:
@@ -174,7 +136,7 @@ class Catalog:
         for name, where in self.files.items():
             if location is not None and location not in where:
                 continue
-            parsed = retention.parse_dar(name)
+            parsed = names.parse_dar(name)
             if parsed is None:
                 continue
             archive = out.get(parsed.archive)
@@ -215,43 +177,6 @@ def _size(remote, name):
     """The size of ``name`` on ``remote``; None where the remote only lists
     (a Bash module: no "transfer" capability)."""
     return remote.size(name) if "transfer" in remote.capabilities else None
-
-
-def chains(archives, prefix):
-    """The chains of one prefix, oldest first: a list of (master or None,
-    [incrementals...]); incrementals before any master come first with None."""
-    mine = sorted((a for a in archives.values() if a.prefix == prefix),
-                  key=lambda a: (a.day, not a.master, a.base))
-    out = []
-    for archive in mine:
-        if archive.master:
-            out.append((archive, []))
-        elif out:
-            out[-1][1].append(archive)
-        else:
-            out.append((None, [archive]))
-    return out
-
-
-def pick(archives, prefix, day):
-    """The archives to restore ``prefix`` as of ``day``, in order: the
-    filesystem module's own choice (its master for that day and the newest
-    incremental after it, up to the day; a full archive alone). Every
-    archive seen by any slice counts, so that one missing its first slice
-    is reported, not silently passed over. Returns [] when there is nothing."""
-    from pypackrat.backup import filesystem
-    firsts = [filesystem.slice_name(a.base, 1) for a in archives.values() if a.prefix == prefix]
-    return [archives[base] for base in filesystem.restore_chain(firsts, prefix, day)]
-
-
-def orphans(archives):
-    """Incrementals with no master of their prefix on or before them."""
-    masters = [a for a in archives.values() if a.master]
-    out = []
-    for a in archives.values():
-        if not a.master and not any(m.prefix == a.prefix and m.day <= a.day for m in masters):
-            out.append(a)
-    return sorted(out, key=lambda a: (a.prefix, a.day))
 
 
 # -- opening the remotes -------------------------------------------------------
@@ -335,28 +260,6 @@ def fetch(catalog, names, location, work_dir):
 
 # -- dar ---------------------------------------------------------------------
 
-def dar_key_line(key):
-    """The DCF line that gives dar the key to read an archive: ``-K :KEY``,
-    the cipher left for dar to read from the archive, so aes256 archives of
-    this edition and blowfish archives of the original read alike. Quoted
-    as the filesystem module quotes it."""
-    from pypackrat.backup import filesystem
-    return "-K %s\n" % filesystem.dcf_word(":" + key)
-
-
-@contextlib.contextmanager
-def dar_key(settings):
-    """Keyword arguments for dar(): the key in a memory file given as
-    ``-B /dev/fd/N`` (nothing on disk, nothing in argv); none without a key."""
-    key = settings["ENCRYPTION_KEY"]
-    if not key:
-        yield {"args": [], "pass_fds": ()}
-        return
-    log.add_secret(key)
-    with execute.secret_fd(dar_key_line(key)) as fd:
-        yield {"args": ["-B", "/dev/fd/%d" % fd], "pass_fds": (fd,)}
-
-
 WRONG_KEY = "wrong ENCRYPTION_KEY or cipher?"
 # what dar 2.7 says when an encrypted archive is read with a wrong key
 _DAR_BAD_KEY = ("elastic buffer", "incoherent structure", "wrong key")
@@ -364,12 +267,13 @@ _DAR_BAD_KEY = ("elastic buffer", "incoherent structure", "wrong key")
 
 def dar(args, key, **kw):
     """Run dar without a terminal (-Q: no tty warning; questions get "no"),
-    with the key of dar_key(). A failure that reads as a wrong key says so."""
+    with ``key`` (core.darkey.handed). A failure that reads as a wrong key
+    says so."""
     try:
-        return execute.run([execute.require("dar")] + list(args) + key["args"] + ["-Q"],
-                           pass_fds=key["pass_fds"], **kw)
+        return execute.run([execute.require("dar")] + list(args) + key.args + ["-Q"],
+                           pass_fds=key.pass_fds, **kw)
     except execute.CommandFailed as exc:
-        if key["args"] and any(s in exc.stderr for s in _DAR_BAD_KEY):
+        if key and any(s in exc.stderr for s in _DAR_BAD_KEY):
             raise PackratError("%s (%s)" % (exc, WRONG_KEY)) from None
         raise
 
@@ -378,13 +282,13 @@ _ENCRYPTION_LINE = re.compile(r"^Symmetric key encryption used\s*:\s*(.*?)\s*$",
 
 
 def require_encrypted(path, key, name=None):
-    """With a key set (``key`` of dar_key()), refuse an archive that is not
+    """With a key set (``key``: core.darkey.handed), refuse an archive that is not
     encrypted: with ENCRYPTION_KEY set, packrat writes encrypted archives
     only, so a plain one is planted or foreign and is not trusted. ``path``
     is the archive as dar takes it (no slice number, no .dar). Reads the
     archive's summary (``dar -l -q``: its header and catalogue, not its
     data); a wrong key fails here already, and says so."""
-    if not key["args"]:
+    if not key:
         return
     name = name or os.path.basename(path)
     result = dar(["-l", path, "-q"], key, env={"LC_ALL": "C", "LANGUAGE": ""}, changes=False,

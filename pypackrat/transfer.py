@@ -26,9 +26,9 @@ import sys
 import time
 
 from pypackrat import log
+from pypackrat.core.temp import PARTIAL, temporary_name
 from pypackrat.errors import PackratError
 
-PARTIAL = ".partial"
 TRANSIENT, PERMANENT = "transient", "permanent"  # what classify() answers
 
 # What a remote may declare in ``capabilities``; the conformance suite
@@ -309,7 +309,7 @@ def download(remote, remote_name, local_path):
     import tempfile
     from pypackrat import execute
     directory, name = os.path.split(os.path.abspath(local_path))
-    private = tempfile.mkdtemp(prefix=execute.temporary_name(""), dir=directory)
+    private = tempfile.mkdtemp(prefix=temporary_name(""), dir=directory)
     tmp = os.path.join(private, name)
 
     def attempt():

@@ -32,7 +32,10 @@ import random
 import re
 import tempfile
 
-from pypackrat import catalog, execute, log, mail, retention, transfer
+from pypackrat import catalog, execute, log, mail, transfer
+from pypackrat.core import darkey
+from pypackrat.core.chains import Masters
+from pypackrat.core.names import ALL, day_text, file_part, parse_date, target_prefix
 from pypackrat.errors import PackratError
 from pypackrat.actions.restore import decode_stages, work_dir
 
@@ -132,19 +135,19 @@ class Verifier:
         missing master is a failure."""
         archives = self.cat.archives()
         incremental = self.ctx.settings["FS_INCREMENTAL"]
-        masters = [a for a in archives.values() if a.master]
+        masters = Masters(archives.values())
         out = []
         for archive in sorted(archives.values(), key=lambda a: a.base):
             if archive.day != day:
                 continue
             master = None
             if not archive.master and incremental:
-                master = retention.master_of(archive, masters)
+                master = masters.of(archive.prefix, archive.day)
                 if master is None:
                     self.fail("%s: its master is missing: no %s-DATE.master.N.dar dated on or "
                               "before %s, here or on any remote; this incremental cannot be "
                               "restored" % (archive.names()[0], archive.prefix,
-                                            catalog.day_text(archive.day)))
+                                            day_text(archive.day)))
             out.append((archive, master))
         return out
 
@@ -374,7 +377,7 @@ def main(ctx, args):
     a = parser().parse_args(args)
     if a.sample < 0:
         raise PackratError("--sample needs a number of files, 0 or more")
-    day = catalog.parse_date(a.date) if a.date else None
+    day = parse_date(a.date) if a.date else None
     remotes = [] if a.local else list(ctx.settings["UPLOAD_MODULES"])
     # verify only reads (its temporary files aside): with -n it runs all the
     # same, and only the failure mail stays a "would mail"
@@ -403,20 +406,20 @@ def run(ctx, cat, v, day, a):
         later = cat.future(today)
         if later:
             v.notes.append("dated after today (%s), not verified without -d: %s"
-                           % (catalog.day_text(today), ", ".join(later)))
+                           % (day_text(today), ", ".join(later)))
         if day is None:
             raise PackratError("nothing to verify: no archive or dump of %s dated up to %s in %s%s"
-                               % (cat.host, catalog.day_text(today), ctx.backup_dir,
+                               % (cat.host, day_text(today), ctx.backup_dir,
                                   " nor on " + ", ".join(cat.remotes) if cat.remotes else ""))
     v.day = day
-    log.verbose("%s the run of %s" % (TAG, catalog.day_text(day)))
+    log.verbose("%s the run of %s" % (TAG, day_text(day)))
     chains = v.chains(day)
     dumps = [d for d in cat.dumps() if d.day == day]
     expected(ctx, cat, v, day, chains, dumps)
     if not chains and not dumps and not v.failures:
-        raise PackratError("nothing to verify: no archive or dump dated %s" % catalog.day_text(day))
+        raise PackratError("nothing to verify: no archive or dump dated %s" % day_text(day))
     names = []
-    targets = {catalog.target_prefix(cat.host, t): t for t in ctx.settings["FS_TARGETS"]}
+    targets = {target_prefix(cat.host, t): t for t in ctx.settings["FS_TARGETS"]}
     no_dar = None
     if chains:
         try:
@@ -425,7 +428,7 @@ def run(ctx, cat, v, day, a):
             no_dar = exc
             v.fail("%s: %d archive(s) not tested" % (exc, len({x.base for chain in chains
                                                                  for x in chain if x is not None})))
-    with catalog.dar_key(ctx.settings) as key:
+    with darkey.handed(ctx.settings["ENCRYPTION_KEY"]) as key:
         tested = {}
         for archive, master in chains:
             if no_dar:
@@ -448,21 +451,20 @@ def expected(ctx, cat, v, day, chains, dumps):
     each existing FS_TARGETS directory, a dump of each database named in
     MYSQL_TARGETS / POSTGRESQL_TARGETS (__ALL__ aside: what it covers varies),
     for the backup modules that are enabled."""
-    from pypackrat import dumps as dump_names
     enabled = ctx.settings["BACKUP_MODULES"]
-    when = catalog.day_text(day)
+    when = day_text(day)
     if "filesystem" in enabled:
         made = {archive.prefix for archive, _ in chains}
         for target in ctx.settings["FS_TARGETS"]:
-            if os.path.isdir(target) and catalog.target_prefix(cat.host, target) not in made:
+            if os.path.isdir(target) and target_prefix(cat.host, target) not in made:
                 v.fail("%s: no archive of it dated %s (%s-%s.*.dar)"
-                       % (target, when, catalog.target_prefix(cat.host, target), when))
+                       % (target, when, target_prefix(cat.host, target), when))
     for engine, key in (("mysql", "MYSQL_TARGETS"), ("postgresql", "POSTGRESQL_TARGETS")):
         if engine not in enabled:
             continue
         made = {d.db for d in dumps if d.engine == engine}
         for database in ctx.settings[key]:
-            if database != dump_names.ALL and dump_names.file_part(database) not in made:
+            if database != ALL and file_part(database) not in made:
                 v.fail("%s database %s: no dump of it dated %s" % (engine, database, when))
 
 
@@ -471,7 +473,7 @@ def report(ctx, failures, notes, checked=None, day=None):
         log.info("%s %s" % (TAG, note))
     if failures:
         lines = ["packrat verify%s: %d problem(s):" % (
-            " of the run of %s" % catalog.day_text(day) if day else "", len(failures))]
+            " of the run of %s" % day_text(day) if day else "", len(failures))]
         lines += failures
         log.error(lines[0])
         for line in failures:
@@ -480,7 +482,7 @@ def report(ctx, failures, notes, checked=None, day=None):
         return 1
     checked = checked or {}
     log.info("verify %s: all good: %d archive(s) tested, %d dump(s) decoded, %d remote "
-             "cop%s compared" % (catalog.day_text(day), checked.get("archives", 0),
+             "cop%s compared" % (day_text(day), checked.get("archives", 0),
                                  checked.get("dumps", 0), checked.get("copies", 0),
                                  "y" if checked.get("copies", 0) == 1 else "ies"))
     return 0
