@@ -1,9 +1,12 @@
-"""The command line: the original's flags, getopts style (``-vP``,
-``-m a,b``, ``-cFILE``), then an optional action word.
+"""The command line: the original's flags, read by the standard library's
+``getopt`` as the original's getopts read them (``-vP``, ``-m a,b``,
+``-cFILE``, ``--``), then an optional action word. cli.py only parses and
+dispatches: each action is ``pypackrat.actions.NAME.main(ctx, args)``; with
+no action word, the nightly run (``pypackrat.actions.run``).
 
-With no action word it is the nightly run, as before. Heavy imports wait
-until they are needed, so ``packrat -h`` stays fast.
+Heavy imports wait until they are needed, so ``packrat -h`` stays fast.
 """
+import getopt
 import os
 import re
 import sys
@@ -43,9 +46,11 @@ holds the lock, 143 stopped by SIGTERM (mailed). "packrat ACTION --help" describ
 """
 
 ACTIONS = ("check", "list", "restore", "verify")  # pypackrat/actions/NAME.py
+NIGHTLY = "run"  # pypackrat/actions/run.py: no action word
 
-_WITH_ARG = "cprmuU"
-_FLAGS = "hvPn"
+SHORT = "c:hvnPp:r:m:u:U:"  # the original's getopts string
+LONG = ["help", "version"]
+_FLAGS = {"-v": "verbose", "-P": "purge_only", "-n": "dry_run"}
 
 
 class UsageError(Exception):
@@ -53,49 +58,28 @@ class UsageError(Exception):
 
 
 def parse(argv):
-    """Parse like getopts: flags may be combined, an option's argument may
-    be attached (-p10) or the next word; parsing stops at the first word
-    that is not an option (the action) or after ``--``."""
+    """Parse as getopts did: flags may be combined, an option's argument
+    may be attached (-p10) or the next word; parsing stops at the first
+    word that is not an option (the action) or after ``--``."""
     from pypackrat.context import Options
     opts = Options()
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word == "--":
-            i += 1
-            break
-        if word in ("--help",):
+    try:
+        pairs, rest = getopt.getopt(list(argv), SHORT, LONG)
+    except getopt.GetoptError as exc:
+        if "requires argument" in exc.msg:
+            raise UsageError("option requires an argument -- %s" % exc.opt) from None
+        raise UsageError("illegal option -- %s" % exc.opt) from None
+    for option, value in pairs:
+        if option in ("-h", "--help"):
             opts.action = "help"
             return opts
-        if word == "--version":
+        if option == "--version":
             opts.action = "version"
             return opts
-        if not word.startswith("-") or word == "-":
-            break
-        if word.startswith("--"):
-            raise UsageError("illegal option -- %s" % word[2:])
-        j = 1
-        while j < len(word):
-            letter = word[j]
-            if letter in _FLAGS:
-                if letter == "h":
-                    opts.action = "help"
-                    return opts
-                setattr(opts, {"v": "verbose", "P": "purge_only", "n": "dry_run"}[letter], True)
-                j += 1
-                continue
-            if letter not in _WITH_ARG:
-                raise UsageError("illegal option -- %s" % letter)
-            value = word[j + 1:]
-            if not value:
-                i += 1
-                if i >= len(argv):
-                    raise UsageError("option requires an argument -- %s" % letter)
-                value = argv[i]
-            _set(opts, letter, value)
-            break
-        i += 1
-    rest = argv[i:]
+        if option in _FLAGS:
+            setattr(opts, _FLAGS[option], True)
+        else:
+            _set(opts, option[1], value)
     if rest:
         opts.action, opts.args = rest[0], rest[1:]
         if opts.action not in ACTIONS:
@@ -114,6 +98,7 @@ def _names(value):
 
 
 def _set(opts, letter, value):
+    """An option's argument, checked."""
     if letter == "c":
         opts.config = value
     elif letter == "p":
@@ -177,14 +162,17 @@ def main(argv=None):
 
 
 def _main(opts):
-    from pypackrat import config, execute, log
-    from pypackrat.errors import ConfigError, LockedError, PackratError, Terminated
+    """Load the configuration (the run's output first: every line masked),
+    make the run object, dispatch."""
+    import importlib
+    from pypackrat import config, log
+    from pypackrat.context import Context
+    from pypackrat.errors import ConfigError, PackratError
 
-    log.set_verbose(opts.verbose)
-    execute.set_dry_run(opts.dry_run)
+    output = log.setup(verbose=opts.verbose)
     path = opts.config or os.environ.get("PACKRAT_CONFIG") or config.DEFAULT_CONFIG
     try:
-        settings = config.load(path, overrides(opts))
+        settings = config.load(path, overrides(opts), output=output)
     except ConfigError as exc:
         problems = [_one_line(log.mask(line)) for line in exc.problems]
         for line in problems:
@@ -196,48 +184,19 @@ def _main(opts):
     except PackratError as exc:
         sys.stderr.write("packrat: %s\n" % log.mask(exc))
         return 1
-
-    from pypackrat.context import Context
-    from pypackrat import run
     try:
         ctx = Context(settings, opts)
     except PackratError as exc:
         sys.stderr.write("packrat: %s\n" % log.mask(exc))
         return 1
-
-    if opts.action:
-        import importlib
-        command = importlib.import_module("pypackrat.actions." + opts.action)
-        try:
-            return command.main(ctx, opts.args)
-        except PackratError as exc:
-            sys.stderr.write("packrat %s: %s\n" % (opts.action, log.mask(exc)))
-            return 1
-
-    if opts.dry_run:
-        _show_plan(ctx)
-        return run.report(ctx, run.nightly(ctx))
+    action = importlib.import_module("pypackrat.actions." + (opts.action or NIGHTLY))
+    if not opts.action:
+        return action.main(ctx, opts.args)
     try:
-        with run.lock(settings["LOCK_FILE"]):
-            errors = run.nightly(ctx)
-    except LockedError as exc:
-        sys.stderr.write("packrat: %s\n" % exc)
-        from pypackrat import mail
-        mail.failure(settings, [str(exc)])
-        return run.EXIT_LOCKED
-    except Terminated:
-        errors = ["packrat was stopped (SIGTERM) before the run ended; no file of the "
-                  "unfinished step was left under its final name"]
-        log.error(errors[0])
-        run.report(ctx, errors)
-        return 143
-    except OSError as exc:
-        errors = ["cannot take the lock %s: %s" % (settings["LOCK_FILE"], exc)]
-        log.error(errors[0])
-    except Exception as exc:  # never a traceback at 3 a.m.: one line, mailed
-        errors = ["internal error: %s: %s" % (type(exc).__name__, log.mask(exc))]
-        log.error(errors[0])
-    return run.report(ctx, errors)
+        return action.main(ctx, opts.args)
+    except PackratError as exc:
+        sys.stderr.write("packrat %s: %s\n" % (opts.action, log.mask(exc)))
+        return 1
 
 
 def _one_line(text):
@@ -255,15 +214,3 @@ def _unattended(opts):
         return not (sys.stderr.isatty() and sys.stdin.isatty())
     except (ValueError, AttributeError):  # closed or missing streams
         return True
-
-
-def _show_plan(ctx):
-    from pypackrat import config, log, plugins
-    log.info("[dry run] config %s, host %s, date %s, BACKUP_DIR %s"
-             % (ctx.settings.path, ctx.hostname, ctx.today, ctx.backup_dir))
-    for line in config.requirements(ctx.settings):
-        log.warn("Warning: " + line)
-    for role, key in (("backup", "BACKUP_MODULES"), ("upload", "UPLOAD_MODULES")):
-        for name in ctx.settings[key]:
-            resolved = plugins.resolve(ctx.settings, name, role)
-            log.info("[dry run] %s" % resolved.describe())

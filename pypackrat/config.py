@@ -20,6 +20,8 @@ import re
 import tempfile
 
 from pypackrat import execute, log
+from pypackrat.core import secrets
+from pypackrat.core.secrets import is_secret
 from pypackrat.errors import ConfigError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,26 +33,6 @@ WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
 
 class InvalidSetting(KeyError):
     """A module check asked for a setting whose value failed validation."""
-
-
-# Settings whose name ends in KEY but that hold the path of a key file, not a key.
-KEY_PATHS = ("SSH_KEY",)
-_SECRET_END = re.compile(r"(?:^|_)(?:PASS|PASSWORD|PASSWD)$|KEY$")
-_SECRET_PART = re.compile(r"SECRET|TOKEN|PASSPHRASE")
-
-
-def is_secret(name):
-    """Whether the setting (or Bash module variable) ``name`` holds a secret:
-    its value is masked in every output (log, mail, `check`, the output of
-    Bash modules) and never shown in a message. The one rule, used
-    everywhere: a name ending in _PASS, _PASSWORD, _PASSWD or KEY
-    (ENCRYPTION_KEY, S3_SECRET_KEY, S3_ACCESS_KEY, API_KEY), or holding
-    SECRET, TOKEN or PASSPHRASE; case does not matter. Names that end in
-    KEY but hold a file's path are not secrets: SSH_KEY and *_SSH_KEY."""
-    upper = str(name).upper()
-    if upper in KEY_PATHS or upper.endswith("_SSH_KEY"):
-        return False
-    return bool(_SECRET_END.search(upper) or _SECRET_PART.search(upper))
 
 
 class Settings:
@@ -967,30 +949,24 @@ def _typos(merged, types, origin):
 def _looks_secret(name):
     """A secret's name, or an unknown name close to one (MYSQL_PSS): its value
     is hidden all the same."""
-    if is_secret(name):
-        return True
-    close = _closest(name)
-    return bool(close) and close != name and is_secret(close)
+    return secrets.looks_secret(name, _closest)
 
 
 def register_secrets(items, secret=is_secret):
-    """Register for masking the values (each item of a list) of the
-    settings among ``items`` ((name, value) pairs) that ``secret`` names a
-    secret; return the names that held one."""
-    names = set()
-    for name, value in items:
-        if secret(name):
-            for item in (value if isinstance(value, list) else [value]):
-                if item:
-                    log.add_secret(item)
-                    names.add(name)
-    return names
+    """The run's secrets (log.current()) get the secret values among
+    ``items`` ((name, value) pairs); returns the names that held one."""
+    return secrets.register(log.current().secrets, items, secret)
 
 
-def load(path=DEFAULT_CONFIG, overrides=None):
+def load(path=DEFAULT_CONFIG, overrides=None, output=None):
     """Read, merge and validate; raise ConfigError listing every problem.
     The error carries ``settings``: the values that did validate (the
-    failure mail of a nightly run takes ADMIN_EMAIL and SMTP from them)."""
+    failure mail of a nightly run takes ADMIN_EMAIL and SMTP from them).
+
+    Loading a configuration starts a run: its output (``log.setup``: the
+    secrets the file holds, the transcript) is ``output`` or a fresh one,
+    and is the settings' ``output``."""
+    output = output or log.setup()
     try:
         raw, warnings = read_shell(path)
     except ConfigError as exc:
@@ -1010,6 +986,7 @@ def load(path=DEFAULT_CONFIG, overrides=None):
         error = ConfigError(problems)
         error.settings = settings
         raise error
+    settings.output = output
     return settings
 
 

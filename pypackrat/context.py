@@ -1,9 +1,13 @@
-"""What one run knows: settings, options, the run's date and host name."""
+"""What one run knows: settings, options, the run's date and host name,
+whether it is a dry run, and its output (log.Output: secrets, verbosity,
+transcript). Nothing of a run lives in a module global: two runs in one
+process share nothing."""
 import datetime
 import locale
 import os
 import time
 
+from pypackrat import log
 from pypackrat.errors import PackratError
 
 
@@ -47,11 +51,19 @@ def run_clock():
 
 class Context:
     """Settings, options and the run's fixed date: every module of a run
-    (Python or Bash) names its files by this one day, even past midnight."""
+    (Python or Bash) names its files by this one day, even past midnight.
+
+    ``dry_run`` is the run's one dry-run flag. ``output`` is the output
+    config.load started for these settings (a fresh one for settings made
+    otherwise), installed, with the verbosity of the options."""
 
     def __init__(self, settings, options, now=None):
         self.settings = settings
         self.options = options
+        self.dry_run = bool(options.dry_run)
+        self.output = getattr(settings, "output", None) or log.Output()
+        self.output.verbose = bool(options.verbose)
+        self.output.install()
         self.now = now or run_clock()
         self.today = self.now.strftime("%Y%m%d")
         try:
@@ -64,10 +76,6 @@ class Context:
         self.hostname = settings["HOSTNAME"]
         self.backup_dir = settings["BACKUP_DIR"]
         self.new_backups = []
-
-    @property
-    def dry_run(self):
-        return self.options.dry_run
 
     def epoch(self):
         return time.mktime(self.now.timetuple())

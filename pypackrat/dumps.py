@@ -192,8 +192,8 @@ def _dump(ctx, database, engine, dump_argv, env, pass_fds):
             fd = stack.enter_context(execute.secret_fd(key))
             stages.append(encrypt_argv(settings["DB_CIPHER"], fd))
             fds.append(fd)
-        if execute.dry_run():
-            execute.pipeline(stages, final, env=env, pass_fds=fds)
+        if ctx.dry_run:
+            execute.pipeline(stages, final, env=env, pass_fds=fds, dry_run=True)
             return None
         with execute.atomic_output(final) as tmp:
             # 0600 from the start: a dump holds every row and password hash

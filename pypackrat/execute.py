@@ -14,8 +14,9 @@ SIGKILL leaves no dump or dar process writing on. What such a run leaves
 on disk (``.packrat-tmp-PID-*`` files, its private directory) is removed by
 the next run (core.temp.sweep_stale).
 
-With dry run on, a command that would change something is printed instead of
-run; read-only commands (``changes=False``) still run.
+In a dry run (``dry_run=ctx.dry_run``, the run's flag, passed by the
+caller), a command that would change something is printed instead of run;
+read-only commands (``changes=False``) still run.
 """
 import contextlib
 import os
@@ -29,18 +30,6 @@ import tempfile
 from pypackrat import log
 from pypackrat.core import temp
 from pypackrat.errors import PackratError
-
-_dry_run = False
-
-
-def set_dry_run(flag):
-    global _dry_run
-    _dry_run = bool(flag)
-
-
-def dry_run():
-    return _dry_run
-
 
 class CommandFailed(PackratError):
     def __init__(self, argv, code, stderr=""):
@@ -184,7 +173,7 @@ def _missing(argv0):
 
 
 def run(argv, *, env=None, clean_env=False, ok_codes=(0,), stdin=None, stdout=None,
-        stderr=None, pass_fds=(), cwd=None, changes=True, quiet=False):
+        stderr=None, pass_fds=(), cwd=None, changes=True, quiet=False, dry_run=False):
     """Run one command and wait for it.
 
     stdout: None to capture (returned as text), a path (str or Path) to write,
@@ -192,12 +181,14 @@ def run(argv, *, env=None, clean_env=False, ok_codes=(0,), stdin=None, stdout=No
     stderr: None to capture (its tail goes into the error message) or
     "inherit". env adds to packrat's environment (replaces it with
     clean_env). A ``/dev/fd/N`` of ``secret_path`` named in argv or env is
-    passed on by itself. Returns a Result (code, out, err), or None in dry run.
+    passed on by itself. With ``dry_run`` (the run's flag) a command that
+    ``changes`` something is printed, not run. Returns a Result (code, out,
+    err), or None in dry run.
     """
     argv = [str(a) for a in argv]
     if not quiet:
         log.verbose(show(argv))
-    if _dry_run and changes:
+    if dry_run and changes:
         log.info("[dry run] would run: %s" % show(argv))
         return None
     missing = _missing(argv[0])
@@ -262,7 +253,7 @@ def first_cause(failures):
     return (own or failures)[0]
 
 
-def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None):
+def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None, dry_run=False):
     """Run ``stages[0] | stages[1] | ... > out`` with OS pipes between them.
 
     ``out`` is a path or an open binary file. Every process's exit status is
@@ -271,12 +262,13 @@ def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None):
     reason of its own (not by SIGPIPE or a broken pipe: a full disk shows as
     the compressor's "No space left on device", not as the dump's broken
     pipe). Nothing starts when a program is missing. Returns a Result per
-    stage (code, err: its stderr), or None in dry run.
+    stage (code, err: its stderr), or None with ``dry_run`` (the run's
+    flag: the pipeline is printed, not run).
     """
     stages = [[str(a) for a in argv] for argv in stages]
     line = " | ".join(show(a) for a in stages)
     log.verbose("%s > %s" % (line, out))
-    if _dry_run:
+    if dry_run:
         log.info("[dry run] would run: %s > %s" % (line, out))
         return None
     missing = [m for m in (_missing(argv[0]) for argv in stages) if m]
@@ -359,8 +351,7 @@ def atomic_output(final_path):
     tmp = os.path.join(directory, temp.temporary_name(name))
     try:
         yield tmp
-        if not _dry_run:
-            os.replace(tmp, final_path)
+        os.replace(tmp, final_path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -49,14 +49,15 @@ def compose(settings, subject, body):
     return msg
 
 
-def send(settings, subject, body):
+def send(settings, subject, body, dry_run=False):
     """Send; return True if handed over. A failure to mail is reported on
-    stderr and never hides the failure that caused the mail."""
+    stderr and never hides the failure that caused the mail. In a dry run
+    (``dry_run``: the run's flag) the mail is shown, not sent."""
     if not settings["ADMIN_EMAIL"]:
         return False
     try:
         msg = compose(settings, subject, body)
-        if execute.dry_run():
+        if dry_run:
             log.info("[dry run] would mail %s: %s" % (settings["ADMIN_EMAIL"], subject))
             return False
         if settings["SMTP_HOST"]:
@@ -101,11 +102,11 @@ def _local(msg, to, subject):
     raise OSError("neither sendmail nor mail is installed; set SMTP_HOST to mail through a server")
 
 
-def failure(settings, messages):
+def failure(settings, messages, dry_run=False):
     """The original's error mail: subject "Packrat: Error", the messages,
     then its closing warning."""
     body = "\n".join(messages) + "\n\n" + ABORT_WARNING + "\n"
-    return send(settings, "Packrat: Error", body)
+    return send(settings, "Packrat: Error", body, dry_run)
 
 
 # -- a configuration that stops the nightly run ------------------------------

@@ -400,5 +400,5 @@ def report(ctx, errors):
     """Mail the failures once (subject "Packrat: Error"); return the exit code."""
     if not errors:
         return 0
-    mail.failure(ctx.settings, errors)
+    mail.failure(ctx.settings, errors, ctx.dry_run)
     return 1

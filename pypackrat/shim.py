@@ -198,7 +198,7 @@ class _Channel:
     def _mail(self, text):
         log.verbose("[%s] mailing %s: %s" % (self.label, self.ctx.settings["ADMIN_EMAIL"] or "nobody (ADMIN_EMAIL is empty)",
                                             text.splitlines()[0] if text else ""))
-        mail.send(self.ctx.settings, SUBJECT, text + "\n")
+        mail.send(self.ctx.settings, SUBJECT, text + "\n", self.ctx.dry_run)
 
     def close(self):
         try:

@@ -233,8 +233,7 @@ def _alarm(signum, frame):
 
 def in_process(config, args):
     """``packrat -c CONFIG ARGS`` through cli.main: (status, stdout, stderr)."""
-    from pypackrat import cli, execute, log
-    log.reset()
+    from pypackrat import cli
     out, err = io.StringIO(), io.StringIO()
     previous = signal.signal(signal.SIGALRM, _alarm)
     sigterm = signal.getsignal(signal.SIGTERM)
@@ -257,8 +256,6 @@ def in_process(config, args):
         signal.signal(signal.SIGALRM, previous)
         signal.signal(signal.SIGTERM, sigterm)
         os.umask(umask)
-        execute.set_dry_run(False)
-        log.reset()
     return status, out.getvalue(), err.getvalue()
 
 

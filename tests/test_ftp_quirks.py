@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from pypackrat import config, log, plugins, run, transfer
+from pypackrat import config, plugins, run, transfer
 from pypackrat.context import Context, Options
 from tests.servers.ftp import ftp_server, ftpd  # noqa: F401
 
@@ -42,7 +42,6 @@ def test_listing_without_mlsd_has_only_plain_files(penv, vsftpd_like):
     os.mkdir(os.path.join(home, "testhost-etc-%s.master.1.dar" % day(30)))
     os.symlink(files[0], os.path.join(home, "testhost-etc-%s.master.1.dar" % day(20)))
     penv.write(**settings(vsftpd_like))
-    log.reset()
     ctx = Context(config.load(str(penv.config_path)), Options())
     with run.open_remote(ctx, plugins.resolve(ctx.settings, "ftp", "upload")) as remote:
         listed = transfer.listing(remote)

@@ -54,7 +54,6 @@ def victim(tmp_path):
 
 def context(penv, **settings):
     penv.write(**settings)
-    log.reset()
     return Context(config.load(str(penv.config_path)), Options())
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pypackrat import log, mail
+from pypackrat import mail
 from tests.conftest import PACKRAT
 
 
@@ -137,7 +137,6 @@ def test_fallback_settings_take_only_what_validated():
     s = config.Settings(values, {}, {}, "/etc/packrat.conf", invalid={"ADMIN_EMAIL"})
     assert mail.fallback_settings(s) is None
     assert mail.fallback_settings(None) is None
-    log.reset()
 
 
 def test_a_config_that_fails_in_bash_is_mailed_from_what_it_defined(penv):

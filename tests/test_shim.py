@@ -187,7 +187,7 @@ def test_listing_with_paths_and_dots_purges_none_of_them(penv, tmp_path):
 def test_bash_remote_refuses_unsafe_names_itself(penv, tmp_path):
     """The second guard: BashRemote.delete never runs purge_NAME with a
     name that is not a plain file name, whoever calls it."""
-    from pypackrat import config, log as plog, shim
+    from pypackrat import config, shim
     from pypackrat.context import Context, Options
     from pypackrat.errors import PackratError
     module(penv, "evil.sh", EVIL % {"old": day(40), "young": day(1)})
@@ -204,7 +204,6 @@ def test_bash_remote_refuses_unsafe_names_itself(penv, tmp_path):
     assert not logfile.exists()
     remote.delete("plain-name")
     assert logfile.read_text() == "[plain-name]\n"
-    plog.reset()
 
 
 STOCK = r'''

@@ -116,7 +116,6 @@ def openssh_accepts(server, known):
 
 def context(penv, **settings):
     penv.write(UPLOAD_MODULES=["ssh"], **settings)
-    log.reset()
     return Context(config.load(str(penv.config_path)), Options())
 
 

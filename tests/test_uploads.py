@@ -23,13 +23,11 @@ TODAY = "20261126"
 
 def context(penv, module, **settings):
     penv.write(UPLOAD_MODULES=[module], **settings)
-    log.reset()
     return Context(config.load(str(penv.config_path)), Options())
 
 
 def problems(penv, module, **settings):
     penv.write(UPLOAD_MODULES=[module], **settings)
-    log.reset()
     with pytest.raises(ConfigError) as err:
         config.load(str(penv.config_path))
     return "\n".join(err.value.problems)

@@ -338,8 +338,7 @@ def decode_stages(settings, path, cipher=None):
     cipher = cipher or settings["DB_CIPHER"]
     with execute.secret_fd(key) as fd:
         decrypt = dumps.decrypt_argv(cipher, "fd:%d" % fd)
-        if not execute.dry_run():
-            _check_key(decrypt, path, fd, cipher)
+        _check_key(decrypt, path, fd, cipher)  # restore and verify: never in a dry run
         yield [decrypt + ["-in", path], decompress], [fd]
 
 

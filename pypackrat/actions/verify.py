@@ -380,20 +380,17 @@ def main(ctx, args):
     day = parse_date(a.date) if a.date else None
     remotes = [] if a.local else list(ctx.settings["UPLOAD_MODULES"])
     # verify only reads (its temporary files aside): with -n it runs all the
-    # same, and only the failure mail stays a "would mail"
-    execute.set_dry_run(False)
-    try:
-        with catalog.gather(ctx, a.host, remotes, sizes=True) as cat, \
-                work_dir(ctx, a.work_dir) as tmp:
-            v = Verifier(ctx, cat, a, tmp)
-            for message in cat.errors:
-                v.fail(message)
-            try:
-                run(ctx, cat, v, day, a)
-            except PackratError as exc:
-                v.fail(str(exc))
-    finally:
-        execute.set_dry_run(ctx.dry_run)
+    # same (its commands get no dry_run), and only the failure mail stays a
+    # "would mail"
+    with catalog.gather(ctx, a.host, remotes, sizes=True) as cat, \
+            work_dir(ctx, a.work_dir) as tmp:
+        v = Verifier(ctx, cat, a, tmp)
+        for message in cat.errors:
+            v.fail(message)
+        try:
+            run(ctx, cat, v, day, a)
+        except PackratError as exc:
+            v.fail(str(exc))
     return report(ctx, v.failures, v.notes, v.checked, v.day)
 
 
@@ -478,7 +475,7 @@ def report(ctx, failures, notes, checked=None, day=None):
         log.error(lines[0])
         for line in failures:
             log.error("  " + line)
-        mail.failure(ctx.settings, lines)
+        mail.failure(ctx.settings, lines, ctx.dry_run)
         return 1
     checked = checked or {}
     log.info("verify %s: all good: %d archive(s) tested, %d dump(s) decoded, %d remote "

@@ -192,7 +192,8 @@ def backup_target(ctx, target):
     with key_file(ctx.settings, reference) as key:
         argv = dar_argv(ctx.settings, os.path.join(directory, temp), target, ref_path, key.args)
         try:
-            result = execute.run(argv, ok_codes=OK_CODES, pass_fds=key.pass_fds)
+            result = execute.run(argv, ok_codes=OK_CODES, pass_fds=key.pass_fds,
+                                 dry_run=ctx.dry_run)
         except execute.CommandFailed as exc:
             discard(directory, temp)
             hint = DAR_EXIT.get(exc.code)

@@ -185,7 +185,7 @@ def jobs(ctx, conn):
 
 
 def backup(ctx):
-    if not execute.dry_run():
+    if not ctx.dry_run:
         dumps.require(ctx.settings, "mysql", _programs(ctx.settings))
     with connection(ctx.settings) as conn:
         return dumps.run_jobs(dumps.once(jobs(ctx, conn)))

@@ -215,7 +215,7 @@ def jobs(ctx, env, conn):
 
 
 def backup(ctx):
-    if not execute.dry_run():
+    if not ctx.dry_run:
         dumps.require(ctx.settings, "postgresql", _programs(ctx.settings))
     with connection(ctx.settings) as conn_env:
         env, conn = conn_env
