@@ -63,12 +63,17 @@ def parse(argv):
     word that is not an option (the action) or after ``--``."""
     from pypackrat.context import Options
     opts = Options()
+    argv = list(argv)
+    error = None
     try:
-        pairs, rest = getopt.getopt(list(argv), SHORT, LONG)
+        pairs, rest = getopt.getopt(argv, SHORT, LONG)
     except getopt.GetoptError as exc:
         if "requires argument" in exc.msg:
-            raise UsageError("option requires an argument -- %s" % exc.opt) from None
-        raise UsageError("illegal option -- %s" % exc.opt) from None
+            error = UsageError("option requires an argument -- %s" % exc.opt)
+        else:
+            error = UsageError("illegal option -- %s" % exc.opt)
+        # getopts reads one option at a time: -h before the bad word is help
+        pairs, rest = _read_before_error(argv), []
     for option, value in pairs:
         if option in ("-h", "--help"):
             opts.action = "help"
@@ -80,11 +85,23 @@ def parse(argv):
             setattr(opts, _FLAGS[option], True)
         else:
             _set(opts, option[1], value)
+    if error:
+        raise error
     if rest:
         opts.action, opts.args = rest[0], rest[1:]
         if opts.action not in ACTIONS:
             raise UsageError("unknown action: %s" % opts.action)
     return opts
+
+
+def _read_before_error(argv):
+    """The options of the longest run of whole words before a bad one."""
+    for end in range(len(argv) - 1, 0, -1):
+        try:
+            return getopt.getopt(argv[:end], SHORT, LONG)[0]
+        except getopt.GetoptError:
+            continue
+    return []
 
 
 def _days(letter, value):

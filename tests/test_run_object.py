@@ -28,6 +28,8 @@ pytestmark = pytest.mark.fast
     (["-v", "--", "-n"], None),  # after --, -n is an action word: unknown
     (["restore", "-v"], dict(action="restore", args=["-v"], verbose=False)),
     (["-h", "-p", "abc"], dict(action="help")),  # help first: the rest is not read
+    (["-v", "-h", "-x"], dict(action="help")),  # as getopts: one option at a time
+    (["--help", "-c"], dict(action="help")),
     (["--help"], dict(action="help")),
     (["-v", "--version"], dict(action="version")),
     ([], dict(action=None, args=[])),
@@ -48,6 +50,9 @@ def test_flags(argv, expected):
     (["--frobnicate"], "illegal option -- frobnicate"),
     (["-c"], "option requires an argument -- c"),
     (["-vU"], "option requires an argument -- U"),
+    (["-x", "-h"], "illegal option -- x"),
+    (["-p", "abc", "-h", "-x"], "-p needs a whole number of days"),
+    (["-c", "F", "-v", "-y"], "illegal option -- y"),
     (["-p", "abc"], "-p needs a whole number of days"),
     (["-U", "2026-11-01"], "YYYYMMDD"),
     (["run"], "unknown action: run"),  # the nightly run has no action word
