@@ -425,6 +425,8 @@ def effective(settings, meanings=False):
     names = set()
     for key, group in groups():
         lines.append("# -- %s --" % group.title)
+        if not group.settings:  # a module built on another's settings
+            lines.append("# (the settings of: %s)" % "; ".join(used.title for used in group.uses))
         for setting in group.settings:
             names.add(setting.name)
             if meanings:
@@ -478,6 +480,8 @@ def conf():
     set to its sample value."""
     out = [CONF_HEADER]
     for key, group in groups():
+        if not any(setting.shipped for setting in group.settings):
+            continue  # nothing of its own (a module that uses another's settings)
         out.append("#" * 78)
         out.append("# " + group.title)
         out.append("#" * 78)

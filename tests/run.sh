@@ -26,7 +26,7 @@ APT_PACKAGES=(
 if [ -z "$fast" ]; then
     APT_PACKAGES+=(
         dar bzip2 lbzip2 pbzip2 zstd openssl
-        openssh-server openssh-client lftp
+        openssh-server openssh-client lftp rsync
         mariadb-server mariadb-client
         postgresql postgresql-client
     )

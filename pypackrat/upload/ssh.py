@@ -105,8 +105,8 @@ def requirements(settings):
     moves the bytes, or scp where it is installed)."""
     if (settings.get("SSH_CLIENT") or "auto") != "openssh":
         return []
-    return ["%s: SSH_CLIENT=openssh, but %s is not installed (not found in PATH): the ssh upload will fail"
-            % (settings.where("SSH_CLIENT"), program)
+    return ["%s: SSH_CLIENT=openssh, but %s is not installed (not found in PATH): the %s upload will fail"
+            % (settings.where("SSH_CLIENT"), program, getattr(settings, "module", None) or "ssh")
             for program in ("scp", "ssh") if not execute.which(program)]
 
 
@@ -118,12 +118,16 @@ def _host_id(host, port):
 class ScpFailed(Exception):
     """scp exited non-zero; ``stderr`` holds ssh's own words."""
 
-    def __init__(self, code, stderr, message):
-        super().__init__("scp failed (status %s): %s" % (code, message))
+    def __init__(self, code, stderr, message, program="scp"):
+        super().__init__("%s failed (status %s): %s" % (program, code, message))
         self.code, self.stderr, self.message = code, stderr or "", message
 
 
 class Remote(transfer.Transport):
+    """What a subclass (rsync.py) builds on: ``_put`` (put's data path),
+    ``_ssh_options(askpass)``, ``_openssh(argv_for, watch, progress)``,
+    ``_conn()``, ``_path(name)``, ``_spec(name)``."""
+
     name = "ssh"
     capabilities = frozenset({"transfer", "credentials", "host_keys", "reconnect", "bulk_delete"})
 
@@ -152,7 +156,7 @@ class Remote(transfer.Transport):
                 and not self._needs_askpass())  # paramiko has the passphrase itself
 
     def describe(self):
-        return "ssh %s@%s:%s" % (self.user, _host_id(self.host, self.port), self.directory)
+        return "%s %s@%s:%s" % (self.name, self.user, _host_id(self.host, self.port), self.directory)
 
     @property
     def transient(self):
@@ -347,8 +351,17 @@ class Remote(transfer.Transport):
 
     # -- data -------------------------------------------------------------------
     def _scp_argv(self, askpass=False):
-        argv = ["scp", "-s", "-F", "none", "-P", str(self.port),
-                "-o", "LogLevel=ERROR",  # not -q: that hides ssh's own error messages
+        argv = ["scp", "-s", "-F", "none", "-P", str(self.port)] + self._ssh_options(askpass)
+        if self.bwlimit:
+            argv += ["-l", str(self.bwlimit)]
+        return argv
+
+    def _ssh_options(self, askpass=False):
+        """OpenSSH's options for scp, and for any program that runs ssh
+        (rsync -e): the key, the known_hosts files checked strictly, no
+        password prompt (BatchMode, unless ``askpass`` hands ssh
+        SSH_KEY_PASSPHRASE)."""
+        argv = ["-o", "LogLevel=ERROR",  # not -q: that hides ssh's own error messages
                 "-o", "BatchMode=%s" % ("no" if askpass else "yes"),
                 "-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no",
                 "-o", "StrictHostKeyChecking=yes",
@@ -361,8 +374,6 @@ class Remote(transfer.Transport):
             argv += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
         if askpass:
             argv += ["-o", "NumberOfPasswordPrompts=1"]
-        if self.bwlimit:
-            argv += ["-l", str(self.bwlimit)]
         return argv
 
     def _askpass_env(self):
@@ -388,11 +399,17 @@ class Remote(transfer.Transport):
         return "%s@%s:%s" % (self.user, host, os.fsdecode(self._path(name)))
 
     def _scp(self, files, watch=None, progress=None):
-        """Run scp on ``files`` (source, destination); meanwhile report the
-        remote file's size as progress. A refused key or host key is final
-        (PackratError, with ssh's own message); anything else is transient."""
+        """Run scp on ``files`` (source, destination), as _openssh() says."""
+        self._openssh(lambda askpass: self._scp_argv(askpass=askpass) + ["--"] + list(files), watch, progress)
+
+    def _openssh(self, argv_for, watch=None, progress=None):
+        """Run a program that copies through OpenSSH's ssh (scp; rsync in
+        rsync.py), its argv ``argv_for(askpass)``; meanwhile report the size
+        of the remote file ``watch`` as progress. A refused key or host key
+        is final (PackratError, with ssh's own message); anything else is
+        transient (ScpFailed)."""
         env = self._askpass_env()
-        argv = self._scp_argv(askpass=env is not None) + ["--"] + list(files)
+        argv = argv_for(env is not None)
         stop = threading.Event()
         watcher = None
         if progress and watch:
@@ -407,7 +424,7 @@ class Remote(transfer.Transport):
         try:
             execute.run(argv, env=env)
         except execute.CommandFailed as exc:
-            failed = ScpFailed(exc.code, exc.stderr, _ssh_message(exc.stderr) or str(exc))
+            failed = ScpFailed(exc.code, exc.stderr, _ssh_message(exc.stderr) or str(exc), argv[0])
             if self.classify(failed) == transfer.TRANSIENT:
                 raise failed  # retried
             hint = ""
@@ -415,7 +432,7 @@ class Remote(transfer.Transport):
                 hint = ("; if the change is expected, remove the old key (ssh-keygen -R '%s' -f %s) and %s"
                         % (_host_id(self.host, self.port), (self.known_files or ["~/.ssh/known_hosts"])[0],
                            self._fix()))
-            raise PackratError("%s: scp refused (not retried): %s%s" % (self.describe(), failed.message, hint))
+            raise PackratError("%s: %s refused (not retried): %s%s" % (self.describe(), argv[0], failed.message, hint))
         finally:
             stop.set()
             if watcher:
