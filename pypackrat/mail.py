@@ -3,9 +3,11 @@ through the local sendmail (or mail) as the original did. Every body is
 masked: no secret ever goes into a mail."""
 import email.message
 import email.utils
+import contextlib
 import os
 import re
 import smtplib
+import stat
 
 from pypackrat import execute, log
 
@@ -35,6 +37,20 @@ def text(value):
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def fqdn(hostname):
+    """The machine's fully qualified name (socket.getfqdn()) for the sender
+    and the Message-ID; ``hostname`` (HOSTNAME) when it has none better."""
+    import socket
+    from pypackrat.config import _HOSTNAME
+    try:
+        name = socket.getfqdn()
+    except OSError:
+        name = ""
+    if _HOSTNAME.fullmatch(name or "") and "." in name and not name.startswith("localhost"):
+        return name
+    return str(hostname)
+
+
 def compose(settings, subject, body):
     """The message. No config value ever becomes a header of its own: a
     header value with a line break or undecodable bytes is refused
@@ -42,9 +58,11 @@ def compose(settings, subject, body):
     msg = email.message.EmailMessage()
     msg["Subject"] = _header(subject, "the subject")
     msg["To"] = _header(settings["ADMIN_EMAIL"], "ADMIN_EMAIL")
-    sender = settings["MAIL_FROM"] or "packrat@%s" % settings["HOSTNAME"]
+    domain = fqdn(settings["HOSTNAME"])
+    sender = settings["MAIL_FROM"] or "packrat@%s" % domain
     msg["From"] = _header(sender, "MAIL_FROM" if settings["MAIL_FROM"] else "HOSTNAME")
     msg["Date"] = email.utils.formatdate(localtime=True)
+    msg["Message-ID"] = email.utils.make_msgid("packrat", domain=domain)
     msg.set_content(text(log.mask(body)))
     return msg
 
@@ -157,3 +175,94 @@ def config_failure(settings, path, problems):
     body = ("The configuration %s is not valid, so tonight's run did not start:\n\n%s\n\n"
             "Check it with: packrat -c %s check" % (path, "\n".join(problems), path))
     return failure(usable, [body])
+
+
+# -- the night's report (MAIL_ON) -----------------------------------------------------
+
+STATE_DIR = "/var/lib/packrat"  # PACKRAT_STATE_DIR moves it (tests)
+STATE_NAME = "state"
+
+
+def state_path():
+    return os.path.join(os.environ.get("PACKRAT_STATE_DIR") or STATE_DIR, STATE_NAME)
+
+
+def last_status(path=None):
+    """"ok" or "failed": the status the previous run left in the state file,
+    or None. Never through a symbolic link; a file that is not exactly ours
+    counts as none."""
+    path = path or state_path()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            return None
+        data = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    m = re.fullmatch(rb"last_status=(ok|failed)\n?", data)
+    return m.group(1).decode() if m else None
+
+
+def save_status(status, path=None):
+    """Keep ``status`` for the next run: a 0600 file written beside the old
+    one with O_EXCL|O_NOFOLLOW and renamed over it; the directory is created
+    0700 and must be the caller's and not writable by others. A failure is
+    a warning (the next run mails as if nothing were known)."""
+    path = os.path.abspath(path or state_path())
+    directory, base = os.path.split(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            st = os.fstat(dfd)
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                raise OSError("the directory is not yours alone (owner %d, mode %04o)"
+                              % (st.st_uid, stat.S_IMODE(st.st_mode)))
+            temp = ".%s.%d.tmp" % (base, os.getpid())
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=dfd)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=dfd)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(b"last_status=%s\n" % status.encode())
+            os.rename(temp, base, src_dir_fd=dfd, dst_dir_fd=dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        log.warn("Warning: cannot keep the run's status in %s: %s" % (path, getattr(exc, "strerror", None) or exc))
+
+
+def success_body(ctx):
+    from pypackrat import monitor
+    record = monitor.record_of(ctx)
+    lines = ["Packrat's run of %s on %s succeeded." % (ctx.today, ctx.hostname), ""]
+    lines += monitor.report_lines(record) or ["(nothing was made or uploaded)"]
+    return "\n".join(lines) + "\n"
+
+
+def night(ctx, errors):
+    """The night's mail as MAIL_ON asks: a failure always ("Packrat:
+    Error"); a success with MAIL_ON=always ("Packrat: Success"), or with
+    MAIL_ON=change when the previous run failed ("Packrat: Recovered").
+    With change, the run's status is kept for the next run (not in a dry
+    run). Returns True when a mail was handed over."""
+    settings = ctx.settings
+    mode = settings.get("MAIL_ON", "failure") if hasattr(settings, "get") else "failure"
+    previous = last_status() if mode == "change" else None
+    if mode == "change" and not ctx.dry_run:
+        save_status("failed" if errors else "ok")
+    if errors:
+        return failure(settings, errors, ctx.dry_run)
+    if mode == "always":
+        return send(settings, "Packrat: Success", success_body(ctx), ctx.dry_run)
+    if mode == "change" and previous == "failed":
+        return send(settings, "Packrat: Recovered",
+                    "The previous run failed; this one succeeded.\n\n" + success_body(ctx), ctx.dry_run)
+    return False
+

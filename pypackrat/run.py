@@ -17,7 +17,7 @@ import fcntl
 import os
 import stat
 
-from pypackrat import config, log, mail, plugins, retention, transfer
+from pypackrat import config, log, mail, monitor, plugins, retention, transfer
 from pypackrat.core import temp
 from pypackrat.core.names import archive_prefix
 from pypackrat.errors import LockedError, PackratError
@@ -278,13 +278,17 @@ def open_remote(ctx, module):
 def backup(ctx, name):
     module = plugins.resolve(ctx.settings, name, "backup")
     log.verbose("Running %s" % module.describe())
-    return module.backup(ctx)
+    with monitor.record_of(ctx).step("backup", name) as step:  # its files and time, for the reports
+        step.files = made = module.backup(ctx)
+    return made
 
 
 def upload(ctx, name, files):
     module = plugins.resolve(ctx.settings, name, "upload")
     log.verbose("Running %s" % module.describe())
-    module.upload(ctx, files)
+    with monitor.record_of(ctx).step("upload", name) as step:
+        step.files = list(files)
+        module.upload(ctx, files)
 
 
 def files_of_date(ctx, date):
@@ -368,6 +372,7 @@ def nightly(ctx):
     # 4: backups (or the files of -U DATE)
     if options.upload_date:
         new = _step(errors, "-U", files_of_date, ctx, options.upload_date) or []
+        ctx.new_backups = list(new)
     else:
         new = []
         for name in settings["BACKUP_MODULES"]:
@@ -397,8 +402,7 @@ def nightly(ctx):
 
 
 def report(ctx, errors):
-    """Mail the failures once (subject "Packrat: Error"); return the exit code."""
-    if not errors:
-        return 0
-    mail.failure(ctx.settings, errors, ctx.dry_run)
-    return 1
+    """Mail the failures once (subject "Packrat: Error"), or the success
+    report MAIL_ON asks for (mail.night); return the exit code."""
+    mail.night(ctx, errors)
+    return 1 if errors else 0

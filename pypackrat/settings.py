@@ -261,10 +261,42 @@ MAIL = Group(
     Setting("SMTP_CA", meaning="CA file for the server's certificate (empty: the system's)."),
     Setting("SMTP_USER", meaning="Login at the SMTP server (empty: none); needs SMTP_TLS."),
     Setting("SMTP_PASS", secret=True, meaning="Its password."),
-    Setting("MAIL_FROM", meaning="The sender of the failure mail (empty: packrat@HOSTNAME)."),
+    Setting("MAIL_FROM", meaning="The sender of every mail, a full address (empty: packrat@ and the "
+                                 "host's fully qualified name)."),
+    Setting("MAIL_ON", "option", "failure", choices=("failure", "always", "change"),
+            meaning="When to mail a report: failure (a failed run, as the original), always (a success "
+                    "report too: each archive and dump with its size and time, each upload with its "
+                    "throughput), change (a failure, then the first success after one, \"Recovered\"; "
+                    "the last status is kept in /var/lib/packrat/state)."),
     key="mail")
 
-GLOBAL_GROUPS = (GLOBAL, PYTHON_EDITION, MAIL)
+MONITORING = Group(
+    "Monitoring",
+    Setting("PING_URL", meaning="An http(s) URL pinged at the start (URL/start), on success (URL) and on "
+                                "failure (URL/fail, with the log's last lines), as healthchecks.io does. A "
+                                "monitoring server that is down is a warning, never a failed backup. "
+                                "Masked in every output, as a secret."),
+    Setting("METRICS_FILE", meaning="A Prometheus text file for the textfile collector of the node exporter "
+                                    "(e.g. /var/lib/prometheus/node-exporter/packrat.prom), written "
+                                    "atomically at the end of each run, mode 0644 (empty: none)."),
+    key="monitoring")
+
+HOOKS = Group(
+    "Hooks (commands as Bash arrays, run without a shell: write (bash -c '...') for one)",
+    Setting("PRE_BACKUP_COMMAND", "string_list",
+            meaning="Run under the lock before anything else, the purge included. A failure fails the "
+                    "run before anything is made; the exit status 75 skips the night (exit 0, no mail)."),
+    Setting("POST_BACKUP_COMMAND", "string_list",
+            meaning="Run after the uploads, whatever the result; a failure of its own fails the run."),
+    Setting("ON_ERROR_COMMAND", "string_list",
+            meaning="Run when the run failed, before the mail (PACKRAT_EXIT_STATUS is set). Every hook "
+                    "gets PACKRAT_DATE, PACKRAT_HOST, PACKRAT_BACKUP_DIR, PACKRAT_NEW_FILES (one per "
+                    "line) and PACKRAT_FAILURES (one per line, masked) in an environment without "
+                    "secrets (PATH, LANG); a hook is stopped after HOOK_TIMEOUT seconds."),
+    Setting("HOOK_TIMEOUT", "integer", 3600, min=1, meaning="The time a hook may take, in seconds."),
+    key="hooks")
+
+GLOBAL_GROUPS = (GLOBAL, PYTHON_EDITION, MAIL, MONITORING, HOOKS)
 
 
 # -- collecting the declarations ------------------------------------------------
