@@ -17,15 +17,13 @@ PACKRAT_STRICT_CONFORMANCE=1, which CI sets (.ci/run).
 import datetime
 import importlib
 import os
+import re
 
 import pytest
 
 from pypackrat import config, log, plugins, run, shim, transfer
 from pypackrat.context import Context, Options
 from pypackrat.errors import PackratError
-from tests.servers.ftp import ftp_server, ftps_server, ftpd, ftpsd  # noqa: F401
-from tests.servers.s3 import s3_server, s3d  # noqa: F401
-from tests.servers.sshd import sshd_server, sshd  # noqa: F401
 
 TODAY = "20261126"
 NOW = datetime.datetime(2026, 11, 26, 12, 0)
@@ -81,6 +79,30 @@ def entries():
 
 
 ENTRIES = entries()
+
+_FIXTURE = re.compile(r"^@pytest\.fixture\b.*\n(?:@.*\n)*def (\w+)\(", re.M)
+
+
+def server_fixtures():
+    """{name: fixture} of the files of tests/servers/ that define a server
+    fixture an entry names (each such file's fixtures all: a per-test
+    fixture requests its file's server), so that a new server's fixture
+    needs no import line here."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
+    wanted = {entry["server"] for _, entry in ENTRIES.values() if entry and entry.get("server")}
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py") or name.startswith("_"):
+            continue
+        with open(os.path.join(folder, name), encoding="utf-8") as fh:
+            defined = _FIXTURE.findall(fh.read())
+        if wanted & set(defined):
+            module = importlib.import_module("tests.servers." + name[:-3])
+            found.update((fixture, getattr(module, fixture)) for fixture in defined)
+    return found
+
+
+globals().update(server_fixtures())  # where pytest finds this file's fixtures
 
 
 def decide(label, capabilities, capability, ready=True, missing="", strict=False):
