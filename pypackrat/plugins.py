@@ -95,17 +95,6 @@ def resolve(settings, name, role):
     return shim.find_module(settings, name, role)
 
 
-def code(name, role):
-    """The Python module ``name`` of ``role`` itself (pypackrat/ROLE/NAME.py),
-    whatever SHELL_MODULES says: what an action needs of it beyond the
-    interface above (restore: a database module's ``connection()``)."""
-    dotted = available(role).get(name)
-    if dotted is None:
-        from pypackrat.errors import PackratError
-        raise PackratError("no Python %s module named %r" % (role, name))
-    return importlib.import_module(dotted)
-
-
 def require(settings, name, role):
     """As resolve(), with a PackratError when nothing defines ``name``."""
     module = resolve(settings, name, role)

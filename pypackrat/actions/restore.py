@@ -40,8 +40,8 @@ import re
 import shutil
 import tempfile
 
-from pypackrat import catalog, execute, log, plugins
-from pypackrat.core import chains, darkey, names, temp
+from pypackrat import catalog, execute, log
+from pypackrat.core import chains, darkey, dbclient, names, temp
 from pypackrat.errors import PackratError
 
 TAG = "[RESTORE]"
@@ -471,10 +471,9 @@ def _restore_user_hint(settings, message):
 
 def _mysql(ctx, stages, fds, target, whole, force):
     from pypackrat import dumps
-    mysql = plugins.code("mysql", "backup")
     client = dumps.program("mysql", "mariadb")
     options = _mysql_client_options(client)
-    with mysql.connection(restore_settings(ctx.settings)) as conn:
+    with dbclient.mysql(restore_settings(ctx.settings)) as conn:
         conn = list(conn)  # its /dev/fd/N (the password) execute passes on by itself
         created = False
         # the name only ever inside SQL, quoted: never an argument that a
@@ -559,8 +558,7 @@ def _refused(text):
 
 
 def _postgresql(ctx, stages, fds, target, whole, force):
-    postgresql = plugins.code("postgresql", "backup")
-    with postgresql.connection(ctx.settings) as (env, conn):
+    with dbclient.postgresql(ctx.settings) as (env, conn):
         conn = list(conn)
         psql = ["psql", "-X", "-q"] + conn
         _psql_check_restrict(psql, env, fds)
@@ -596,7 +594,7 @@ def _postgresql(ctx, stages, fds, target, whole, force):
         drop = ["dropdb"] + conn + ["--", target]
         created = _fresh_database(target, bool(found and found.out.strip()), force,
                                   drop, ["createdb"] + conn + ["--", target], env, pass_fds=fds)
-        load = (psql + ["-v", "ON_ERROR_STOP=1", "--single-transaction", postgresql.dbname_arg(target)]
+        load = (psql + ["-v", "ON_ERROR_STOP=1", "--single-transaction", dbclient.dbname_arg(target)]
                 + restricted)
         with _dropped_on_failure(target if created else None, drop, env, fds):
             try:

@@ -19,10 +19,8 @@ Database names (MYSQL_TARGETS, and the server's listing for __ALL__) are
 data: they follow ``--`` on the command line, so a name such as
 ``--result-file=/etc/x`` is a database name to mysqldump, never an option.
 """
-import contextlib
-import os
-
 from pypackrat import dumps, execute, log
+from pypackrat.core.dbclient import mysql as connection
 from pypackrat.core.names import ALL, reserved
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
@@ -48,8 +46,6 @@ SETTINGS = Group(
 TAG = "[MYSQL]"
 ENGINE = "mysql"
 SYSTEM_SCHEMAS = {"information_schema", "performance_schema", "sys"}
-# the files a client reads before ~/.my.cnf (mysys' default search list)
-GLOBAL_OPTION_FILES = ("/etc/my.cnf", "/etc/mysql/my.cnf")
 
 
 def check(settings):
@@ -74,57 +70,6 @@ def requirements(settings):
     """Lines about programs the module needs that are not installed (for
     ``packrat check``; the module fails with them when it runs)."""
     return dumps.requirements(settings, "mysql", _programs(settings))
-
-
-def option_value(text):
-    """A value as a MySQL option file reads it: double-quoted, escaped."""
-    escaped = (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-               .replace("\r", "\\r").replace("\t", "\\t"))
-    return '"%s"' % escaped
-
-
-def option_file(password, includes=GLOBAL_OPTION_FILES, user="", host="", port=None):
-    """The option file: the system-wide files, then a [client] section
-    that binds the password to the configured user, host and port (read
-    last, so it wins over the included files)."""
-    lines = ["# written by packrat for one run, never on disk"]
-    lines += ["!include %s" % path for path in includes
-              if os.path.isfile(path) and os.access(path, os.R_OK)]
-    lines += ["[client]"]
-    if user:
-        lines.append("user=%s" % option_value(user))
-    if host:
-        lines.append("host=%s" % option_value(host))
-    if port:
-        lines.append("port=%d" % int(port))
-    lines += ["password=%s" % option_value(password), ""]
-    return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def connection(settings):
-    """Yield the connection arguments for mysql and mysqldump: with a
-    password, only ``--defaults-file=/dev/fd/N`` (an in-memory option file
-    with user, host, port and password; execute.run and execute.pipeline
-    pass its descriptor to the commands that name it); without one,
-    ``-u``/``-h``/``-P`` as set."""
-    with contextlib.ExitStack() as stack:
-        password = settings["MYSQL_PASS"]
-        if password:
-            log.add_secret(password)
-            text = option_file(password, user=settings["MYSQL_USER"], host=settings["MYSQL_HOST"],
-                               port=settings["MYSQL_PORT"])
-            path = stack.enter_context(execute.secret_path(text, "my.cnf"))
-            yield ["--defaults-file=" + path]
-            return
-        args = []
-        if settings["MYSQL_USER"]:
-            args += ["-u", settings["MYSQL_USER"]]
-        if settings["MYSQL_HOST"]:
-            args += ["-h", settings["MYSQL_HOST"]]
-        if settings["MYSQL_PORT"]:
-            args += ["-P", str(settings["MYSQL_PORT"])]
-        yield args
 
 
 # the names exactly, whatever their characters: hex of the UTF-8 bytes

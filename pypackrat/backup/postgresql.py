@@ -20,10 +20,9 @@ are data: pg_dump gets ``--dbname=dbname='NAME'`` (a connection string
 holding the name alone, quoted), so neither a name that begins with ``-``
 nor one holding ``host=... port=...`` can be an option or a server.
 """
-import contextlib
-import os
-
 from pypackrat import dumps, execute, log
+from pypackrat.core.dbclient import dbname_arg, pgpass_lines  # noqa: F401 (pgpass_lines: the tests')
+from pypackrat.core.dbclient import postgresql as connection
 from pypackrat.core.names import ALL, GLOBALS_NAME, reserved
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
@@ -43,8 +42,6 @@ SETTINGS = Group(
 
 TAG = "[POSTGRESQL]"
 ENGINE = "postgresql"
-LIST_QUERY = ("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate "
-              "ORDER BY datname")
 SYSTEM_DATABASES = {"template0", "template1"}
 
 
@@ -76,74 +73,6 @@ def requirements(settings):
     """Lines about programs the module needs that are not installed (for
     ``packrat check``; the module fails with them when it runs)."""
     return dumps.requirements(settings, "postgresql", _programs(settings))
-
-
-# libpq's rules for matching a password file line: an empty host and its
-# default socket directory read as "localhost"; an empty port as 5432
-DEFAULT_SOCKET_DIRS = ("/var/run/postgresql", "/run/postgresql", "/tmp")
-
-
-def _pgpass_field(text):
-    return text.replace("\\", "\\\\").replace(":", "\\:")
-
-
-def pgpass_lines(password, host="", port=None, user=""):
-    """Password file lines valid for the configured server only: its host
-    (or hosts, comma-separated), its port, POSTGRESQL_USER (any user when
-    empty), any database. Host and port as libpq will see them: the setting,
-    else PGHOST / PGPORT, else the socket ("localhost") and 5432."""
-    host = host or os.environ.get("PGHOST", "")
-    port = str(port or os.environ.get("PGPORT", "") or "5432")
-    hosts = host.split(",") if host else [""]
-    ports = port.split(",")
-    if len(ports) == 1:
-        ports = ports * len(hosts)
-    lines = []
-    for h, p in zip(hosts, ports):
-        h, p = h.strip(), p.strip() or "5432"
-        names = []
-        if not h:
-            names.append("localhost")
-        elif h.startswith("/") or h.startswith("@"):  # a socket directory
-            names.append(h)
-            if h.rstrip("/") in DEFAULT_SOCKET_DIRS:
-                names.append("localhost")
-        else:
-            names.append(h)
-        for name in names:
-            line = "%s:%s:*:%s:%s\n" % (_pgpass_field(name), _pgpass_field(p),
-                                        _pgpass_field(user) if user else "*", _pgpass_field(password))
-            if line not in lines:
-                lines.append(line)
-    return "".join(lines)
-
-
-def dbname_arg(database):
-    """``--dbname=`` with a connection string that holds the name alone,
-    quoted as libpq reads it (backslash and single quote escaped)."""
-    return "--dbname=dbname='%s'" % database.replace("\\", "\\\\").replace("'", "\\'")
-
-
-@contextlib.contextmanager
-def connection(settings):
-    """Yield (environment, connection arguments) for psql, pg_dump, pg_dumpall.
-    The password file is ``/dev/fd/N`` in PGPASSFILE: execute.run and
-    execute.pipeline pass its descriptor to the commands given that env."""
-    env, args = {}, ["-w"]
-    with contextlib.ExitStack() as stack:
-        password = settings["POSTGRESQL_PASS"]
-        if password:
-            log.add_secret(password)
-            text = pgpass_lines(password, settings["POSTGRESQL_HOST"], settings["POSTGRESQL_PORT"],
-                                settings["POSTGRESQL_USER"])
-            env["PGPASSFILE"] = stack.enter_context(execute.secret_path(text, "pgpass"))
-        if settings["POSTGRESQL_USER"]:
-            args += ["-U", settings["POSTGRESQL_USER"]]
-        if settings["POSTGRESQL_HOST"]:
-            args += ["-h", settings["POSTGRESQL_HOST"]]
-        if settings["POSTGRESQL_PORT"]:
-            args += ["-p", str(settings["POSTGRESQL_PORT"])]
-        yield env, args
 
 
 # the names exactly, whatever their characters: hex of the UTF-8 bytes

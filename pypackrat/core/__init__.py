@@ -1,1 +1,2 @@
-"""The domain core: names, chains, temporary names, the dar key, secrets (one place each)."""
+"""The domain core, one place for each fact: names, chains, temporary names,
+the dar key, the database clients' connection, secrets."""
