@@ -227,6 +227,14 @@ def ping(ctx, what, body=b""):
     return True
 
 
+def protect(ctx):
+    """Mask PING_URL in every output of the run (its UUID lets anyone ping
+    the check, as a password would)."""
+    url = ctx.settings.get("PING_URL", "")
+    if url:
+        log.add_secret(url)
+
+
 def check_ping(ctx):
     """The run's failure message when PING_URL is set but unusable, or None."""
     url = ctx.settings.get("PING_URL", "")

@@ -298,6 +298,10 @@ HOOKS = Group(
 
 GLOBAL_GROUPS = (GLOBAL, PYTHON_EDITION, MAIL, MONITORING, HOOKS)
 
+# Not secrets by name, but shown as **** all the same: a healthchecks URL's
+# UUID lets anyone ping the check (the run masks it in its output too).
+MASKED = ("PING_URL",)
+
 
 # -- collecting the declarations ------------------------------------------------
 
@@ -437,7 +441,7 @@ def check(code, view):
 def shown(name, value):
     """A value as `packrat check` shows it, secrets masked."""
     from pypackrat import config
-    if value and config._looks_secret(name):
+    if value and (config._looks_secret(name) or name in MASKED):
         return "****"
     if isinstance(value, list):
         return "(" + " ".join(repr(v) for v in value) + ")"

@@ -141,3 +141,10 @@ def test_dry_run_does_not_ping(penv, tmp_path, recorder):
     proc = penv.run("-n", date=day(0), check=0)
     assert recorder.requests == []
     assert "[dry run] would ping PING_URL (start)" in proc.stdout
+
+
+def test_check_does_not_show_the_url(penv, tmp_path, recorder):
+    backup(penv, tmp_path, PING_URL=recorder.url)
+    proc = penv.run("check")
+    assert "PING_URL" in proc.stdout + proc.stderr
+    assert UUID not in proc.stdout + proc.stderr

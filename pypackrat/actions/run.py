@@ -10,6 +10,7 @@ def main(ctx, args):
     from pypackrat.execute import polite
     polite(ctx)  # NICE, IONICE: for packrat and every program it starts
     monitor.record_of(ctx)  # the run's record: what the reports, metrics and ping tell
+    monitor.protect(ctx)  # PING_URL is masked from the first line on
     if ctx.dry_run:
         show_plan(ctx)
         errors = night(ctx)
@@ -79,11 +80,11 @@ def finish(ctx, errors, hooks_too=True):
             errors.append(failed)
     code = run.report(ctx, errors)
     record.finish(code)
-    _guarded(monitor.write_metrics, ctx, record)
-    if errors:
-        _guarded(monitor.ping, ctx, "fail", monitor.tail())
-    else:
-        _guarded(monitor.ping, ctx, "success")
+    for function, args in ((monitor.write_metrics, (ctx, record)),
+                           (monitor.ping, (ctx, "fail", monitor.tail()) if errors else (ctx, "success"))):
+        failed = _guarded(function, *args)
+        if isinstance(failed, str):  # monitoring never fails the backup
+            log.warn("Warning: %s" % failed)
     return code
 
 
