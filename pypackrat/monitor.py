@@ -289,7 +289,11 @@ def previous_success(path):
 
 
 def _label(value):
-    value = log.mask(str(value)).encode("utf-8", "replace").decode("utf-8")
+    value = log.mask(str(value))
+    try:  # a byte that was not UTF-8 (a surrogate escape) becomes U+FFFD
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 

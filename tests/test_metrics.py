@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.archives import day, touch
@@ -109,3 +110,25 @@ def test_the_unprivileged_collector_can_read_it(penv):
         assert "packrat_last_run_exit_status 0.0" in read.stdout
     finally:
         shutil.rmtree(shared)
+
+
+@pytest.mark.fast
+def test_hostile_target_names_stay_labels(tmp_path):
+    """A database name is hostile data: quotes, backslashes, line breaks and
+    bytes that are not UTF-8 in a target stay inside its label value."""
+    from pypackrat import log, monitor
+    log.setup()
+    hostile = 'x"} 1\npackrat_fake 9\\' + "\udcff"
+    record = monitor.Record()
+    with record.step("backup", "mysql") as step:
+        path = tmp_path / "h-mysql-d-20261128.sql.bz2"
+        path.write_bytes(b"12345")
+        step.files = [str(path)]
+    step.items = lambda: [(hostile, "name", 5, 0.1)]
+    record.finish(0)
+    text = monitor.metrics_text(record, 1700000000.0)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert "packrat_fake" not in families
+    (sample,) = families["packrat_backup_bytes"].samples
+    assert sample.value == 5
+    assert sample.labels["target"] == 'x"} 1\npackrat_fake 9\\\ufffd'

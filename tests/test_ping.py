@@ -148,3 +148,24 @@ def test_check_does_not_show_the_url(penv, tmp_path, recorder):
     proc = penv.run("check")
     assert "PING_URL" in proc.stdout + proc.stderr
     assert UUID not in proc.stdout + proc.stderr
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("url, suffix, expected", [
+    ("https://hc-ping.com/" + UUID, "start", "https://hc-ping.com/%s/start" % UUID),
+    ("https://hc-ping.com/" + UUID + "/", "fail", "https://hc-ping.com/%s/fail" % UUID),
+    ("https://hc.example/ping/key/slug?create=1", "start", "https://hc.example/ping/key/slug/start?create=1"),
+    ("https://hc-ping.com/" + UUID, "", "https://hc-ping.com/" + UUID),
+])
+def test_ping_urls(url, suffix, expected):
+    from pypackrat import monitor
+    assert monitor.ping_problem(url) is None
+    assert monitor.ping_url(url, suffix) == expected
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "https://a@b/", "https://host:99999/",
+                                 "https://ho st/", "http://h/x\udcff", "//host/x", "https://h/#frag"])
+def test_unusable_ping_urls(url):
+    from pypackrat import monitor
+    assert monitor.ping_problem(url)
