@@ -352,8 +352,10 @@ def write_metrics(ctx, record):
     if ctx.dry_run:
         log.info("[dry run] would write the metrics to %s" % path)
         return False
-    path = os.path.abspath(path)
-    directory, base = os.path.split(path)
+    if not path.startswith("/"):
+        log.warn("Warning: METRICS_FILE=%s could not be written: not an absolute path" % path)
+        return False
+    directory, base = os.path.split(os.path.normpath(path))
     last = time.time() if record.status == 0 else previous_success(path)
     data = metrics_text(record, last).encode("utf-8")
     try:

@@ -94,6 +94,10 @@ def test_an_unwritable_metrics_file_is_a_warning(penv, tmp_path):
                METRICS_FILE=str(tmp_path / "no-such-dir" / "packrat.prom"))
     proc = penv.run(date=day(0), check=0)
     assert "METRICS_FILE=" in proc.stderr and "could not be written" in proc.stderr
+    penv.write(METRICS_FILE="packrat.prom")  # cron's working directory is no place for it
+    proc = penv.run(date=day(0), check=0, cwd=str(tmp_path))
+    assert "METRICS_FILE=packrat.prom could not be written: not an absolute path" in proc.stderr
+    assert not (tmp_path / "packrat.prom").exists()
 
 
 def test_the_unprivileged_collector_can_read_it(penv):
