@@ -279,7 +279,8 @@ def backup(ctx, name):
     module = plugins.resolve(ctx.settings, name, "backup")
     log.verbose("Running %s" % module.describe())
     with monitor.record_of(ctx).step("backup", name) as step:  # its files and time, for the reports
-        step.files = made = module.backup(ctx)
+        made = module.backup(ctx)
+        step.files = list(made or [])
     return made
 
 

@@ -107,3 +107,22 @@ def test_dry_run_keeps_no_state(penv, tmp_path, smtp):
     env = setup(penv, tmp_path, MAIL_ON="change")
     penv.run("-n", date=day(0), env=env, check=0)
     assert not (tmp_path / "state").exists() and smtp.messages == []
+
+
+def test_success_report_lists_each_dump_with_its_size(penv, tmp_path, smtp):
+    """A Bash backup module's dumps: each listed with its real size and the
+    time it took (the time from the previous file)."""
+    (penv.module_path / "fake.sh").write_text(
+        'mod_fake() {\n'
+        '  f1="$BACKUP_DIR/testhost-mysql-shop-%s.sql.bz2"\n'
+        '  head -c 1234 /dev/zero > "$f1"; sleep 1.1\n'
+        '  f2="$BACKUP_DIR/testhost-mysql-blog-%s.sql.bz2"\n'
+        '  head -c 4321 /dev/zero > "$f2"\n'
+        '  NEW_BACKUPS="$NEW_BACKUPS $f1 $f2"\n}\n' % (day(0), day(0)))
+    penv.write(BACKUP_MODULES=["fake"], MAIL_ON="always")
+    penv.run(date=day(0), env={"PACKRAT_STATE_DIR": str(tmp_path / "state")}, check=0)
+    (body,) = smtp.bodies()
+    shop = re.search(r"testhost-mysql-shop-%s\.sql\.bz2 +1\.2 KiB \(1234 bytes\), ([0-9.]+) s" % day(0), body)
+    blog = re.search(r"testhost-mysql-blog-%s\.sql\.bz2 +4\.2 KiB \(4321 bytes\), ([0-9.]+) s" % day(0), body)
+    assert shop and blog, body
+    assert float(blog.group(1)) >= 1.0  # made after the sleep: its time counts from the first dump
