@@ -8,11 +8,13 @@ run."""
 import os
 import signal
 import subprocess
+import tempfile
 
 from pypackrat import execute, log
 
 SKIP = 75  # EX_TEMPFAIL from the pre-hook: skip tonight without failing
 _KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "USER", "LOGNAME")
+_OUTPUT_LIMIT = 64 * 1024  # the end of a hook's output that goes to the log
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -35,10 +37,10 @@ def environment(ctx, new_files=(), failures=(), status=None):
 
 
 def run(ctx, name, env):
-    """Run hook ``name`` (a setting); its output goes to the log, masked.
-    Returns None when it is not set, else its exit status (0 in a dry run);
-    a hook that cannot start or runs too long is a PackratError-free
-    message: (status, message)."""
+    """Run hook ``name`` (a setting); its output (the last 64 KiB) goes to
+    the log, masked. Returns (exit status, failure message): (None, None)
+    when it is not set, (0, None) when it passed or in a dry run; 127 when
+    it cannot start, 124 when it ran longer than HOOK_TIMEOUT."""
     argv = list(ctx.settings.get(name, []) or [])
     if not argv:
         return None, None
@@ -48,24 +50,32 @@ def run(ctx, name, env):
         return 0, None
     timeout = ctx.settings.get("HOOK_TIMEOUT", 3600)
     log.verbose("Running %s: %s" % (name, shown))
-    try:
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                                preexec_fn=execute.die_with_parent())
-    except OSError as exc:
-        return 127, "%s: %s: cannot run %s: %s" % (ctx.settings.where(name), name, log.mask(argv[0]),
-                                                   exc.strerror or exc)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        proc.communicate()
-        return 124, "%s: %s did not end within HOOK_TIMEOUT=%d seconds and was stopped" % (
-            ctx.settings.where(name), name, timeout)
-    except BaseException:
-        _kill(proc)
-        raise
-    for line in log.mask_bytes(out).decode("utf-8", "replace").splitlines():
+    # the output goes to an unnamed file, not a pipe: a hook that leaves a
+    # daemon behind (holding its stdout) is done when it exits
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                    preexec_fn=execute.die_with_parent())
+        except OSError as exc:
+            return 127, "%s: %s: cannot run %s: %s" % (ctx.settings.where(name), name,
+                                                       log.mask(argv[0]), exc.strerror or exc)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            proc.wait()
+            return 124, "%s: %s did not end within HOOK_TIMEOUT=%d seconds and was stopped" % (
+                ctx.settings.where(name), name, timeout)
+        except BaseException:
+            _kill(proc)
+            raise
+        size = out.seek(0, os.SEEK_END)
+        out.seek(max(0, size - _OUTPUT_LIMIT))
+        data = out.read()
+    if size > _OUTPUT_LIMIT:
+        log.info("%s: (the first %d bytes of its output are not shown)" % (name, size - _OUTPUT_LIMIT))
+    for line in log.mask_bytes(data).decode("utf-8", "replace").splitlines():
         log.info("%s: %s" % (name, line))
     code = proc.returncode
     if code < 0:

@@ -104,3 +104,15 @@ def test_hook_timeout_and_missing_program(penv, tmp_path, smtp):
     penv.write(PRE_BACKUP_COMMAND=[str(tmp_path / "no-such-hook")])
     proc = penv.run(date=day(0), check=1)
     assert "cannot run" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_hook_that_leaves_a_daemon_is_done_when_it_exits(penv, tmp_path, smtp):
+    """A pre-hook that starts a service (a child keeping its stdout open)
+    does not hold the night until HOOK_TIMEOUT; its output is logged."""
+    import time
+    small_backup(penv, tmp_path, HOOK_TIMEOUT=60,
+                 PRE_BACKUP_COMMAND=["bash", "-c", "echo mounted; (sleep 20 &) ; exit 0"])
+    started = time.monotonic()
+    proc = penv.run(date=day(0), check=0)
+    assert time.monotonic() - started < 15
+    assert "PRE_BACKUP_COMMAND: mounted" in proc.stdout
