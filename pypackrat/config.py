@@ -876,6 +876,8 @@ def _check_values(settings):
         problems.append("%s: SMTP_USER is set but SMTP_TLS=no: the SMTP password would go over the "
                         "network in clear text; set SMTP_TLS=starttls (port 587) or SMTP_TLS=ssl (port 465)"
                         % s.where("SMTP_USER"))
+    from pypackrat import dumps, execute  # COMPRESSOR (a name and a level), IONICE
+    problems += filter(None, [dumps.compressor_problem(s), execute.politeness_problem(s)])
     return problems
 
 

@@ -15,13 +15,14 @@ Names (kept from the original, restores and retention depend on them)::
     HOST-mysql-all-TODAY.sql.bz2         (__ALL__: mysqldump -A / pg_dumpall)
     HOST-postgresql-all.globals-TODAY.sql.bz2   (roles and tablespaces, with DB_SPLIT_ALL)
 
-``.sql.zst`` with COMPRESSOR=zstd. An encrypted dump keeps the same name.
+``.sql.zst`` with COMPRESSOR=zstd (at any level: ``zstd:19``). An encrypted dump keeps the same name.
 DB is the database name, percent-encoded where needed: core.names makes
 and parses these names. The helpers ``is_encrypted``, ``decompress_argv``
 and ``decrypt_argv`` are for restoring, too.
 """
 import contextlib
 import os
+import re
 import shutil
 
 from pypackrat import execute, log
@@ -38,17 +39,23 @@ SETTINGS = Group(
     Setting("DB_SPLIT_ALL", "boolean", False,
             meaning="yes: __ALL__ writes one file per database (plus the roles for PostgreSQL) instead "
                     "of one all file."),
-    Setting("COMPRESSOR", "option", "bzip2", choices=("bzip2", "lbzip2", "pbzip2", "zstd"),
-            meaning="bzip2, or lbzip2 or pbzip2 (multi-core, the same .sql.bz2), or zstd (.sql.zst)."),
+    Setting("COMPRESSOR", default="bzip2", sample="zstd",
+            meaning="bzip2, or lbzip2 or pbzip2 (multi-core, the same .sql.bz2), or zstd (.sql.zst, "
+                    "on every core: zstd -T0); a level may follow: bzip2:9 (1-9, the default 9), "
+                    "zstd:19 (1-22, the default 3). Restores read any of them."),
     key="databases")
 
-# name -> (argv reading stdin and writing stdout, file suffix)
+# name -> (argv reading stdin and writing stdout, file suffix), at the
+# default level (the bzip2 family: -9, as the original; zstd: its own, 3)
 COMPRESSORS = {
     "bzip2": (["bzip2", "-c", "-9"], BZ2),
     "lbzip2": (["lbzip2", "-c", "-9"], BZ2),
     "pbzip2": (["pbzip2", "-c", "-9"], BZ2),
     "zstd": (["zstd", "-q", "-c", "-T0"], ZST),
 }
+# the levels each takes (zstd above 19 needs --ultra)
+COMPRESSOR_LEVELS = {"bzip2": (1, 9), "lbzip2": (1, 9), "pbzip2": (1, 9), "zstd": (1, 22)}
+_COMPRESSOR = re.compile(r"([a-z0-9]+)(?::([0-9]{1,2}))?")
 DECOMPRESSORS = {".bz2": ["bzip2", "-d", "-c"], ".zst": ["zstd", "-q", "-d", "-c"]}
 
 # DB_CIPHER -> openssl enc options, the same for encrypting and decrypting.
@@ -61,8 +68,48 @@ CIPHERS = {
 }
 
 
+def parse_compressor(value):
+    """(program, level or None) of a COMPRESSOR value (``zstd``, ``bzip2:9``);
+    ValueError with the reason when it is none."""
+    m = _COMPRESSOR.fullmatch(value)
+    if not m or m.group(1) not in COMPRESSORS:
+        raise ValueError("must be one of %s" % ", ".join(COMPRESSORS))
+    name, level = m.group(1), m.group(2)
+    if level is None:
+        return name, None
+    low, high = COMPRESSOR_LEVELS[name]
+    if not low <= int(level) <= high:
+        raise ValueError("%s's level is %d to %d" % (name, low, high))
+    return name, int(level)
+
+
+def compressor_argv(value):
+    """The command of COMPRESSOR ``value``, stdin to stdout."""
+    name, level = parse_compressor(value)
+    argv = list(COMPRESSORS[name][0])
+    if level is None:
+        return argv
+    if name == "zstd":
+        return argv + (["--ultra"] if level > 19 else []) + ["-%d" % level]
+    return argv[:-1] + ["-%d" % level]  # the bzip2 family: -9 replaced
+
+
+def compressor_problem(settings):
+    """The configuration error of COMPRESSOR, or None (checked whichever
+    modules are enabled, as a declared option was)."""
+    if not settings.valid("COMPRESSOR"):
+        return None
+    value = settings["COMPRESSOR"]
+    try:
+        parse_compressor(value)
+    except ValueError as exc:
+        return "%s: COMPRESSOR=%r: %s" % (settings.where("COMPRESSOR"), value, exc)
+    return None
+
+
 def suffix(compressor):
-    return COMPRESSORS[compressor][1]
+    """The file suffix of COMPRESSOR ``compressor`` (a level does not change it)."""
+    return COMPRESSORS[parse_compressor(compressor)[0]][1]
 
 
 def decompress_argv(name):
@@ -121,7 +168,10 @@ def requirements(settings, module, programs):
             problems.append("%s: the %s module needs %s%s, which is not installed (not found in PATH)"
                             % (where(settings, "BACKUP_MODULES"), module, names[0], alternatives))
     compressor = settings["COMPRESSOR"]
-    name = COMPRESSORS[compressor][0][0]
+    try:
+        name = compressor_argv(compressor)[0]
+    except ValueError:  # a configuration error (compressor_problem)
+        return problems
     if not shutil.which(name):
         problems.append("%s: the %s module needs %s (COMPRESSOR=%s), which is not installed "
                         "(not found in PATH)" % (where(settings, "COMPRESSOR"), module, name, compressor))
@@ -183,7 +233,7 @@ def _dump(ctx, database, engine, dump_argv, env, pass_fds):
     compressor = settings["COMPRESSOR"]
     name = dump_name(ctx.hostname, engine, database, ctx.today, suffix(compressor))
     final = os.path.join(ctx.backup_dir, name)
-    stages = [list(dump_argv), list(COMPRESSORS[compressor][0])]
+    stages = [list(dump_argv), compressor_argv(compressor)]
     fds = list(pass_fds)
     with contextlib.ExitStack() as stack:
         key = settings["ENCRYPTION_KEY"]

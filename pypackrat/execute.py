@@ -455,3 +455,67 @@ def named_secret_fds(argv, env=None):
         if any(pattern.search(word) for word in words):
             found.add(fd)
     return found
+
+
+# -- politeness: NICE and IONICE ------------------------------------------------
+
+# IONICE's classes (ionice -c): realtime is refused, it can starve the machine
+IONICE_CLASSES = {"best-effort": 2, "idle": 3}
+_IONICE = re.compile(r"([a-z-]+)(?::([0-9]))?")
+
+
+def parse_ionice(value):
+    """(class number, level or None) of an IONICE value (``idle``,
+    ``best-effort``, ``best-effort:7``); ValueError with the reason."""
+    m = _IONICE.fullmatch(value)
+    if m and m.group(1) == "realtime":
+        raise ValueError("realtime is refused: a backup in the realtime class can starve the machine's "
+                         "own work; best-effort:0 is the highest ordinary priority")
+    if not m or m.group(1) not in IONICE_CLASSES:
+        raise ValueError("must be idle, best-effort or best-effort:LEVEL (0, the highest, to 7)")
+    name, level = m.group(1), m.group(2)
+    if level is not None and (name == "idle" or int(level) > 7):
+        raise ValueError("idle takes no level" if name == "idle" else "a best-effort level is 0 to 7")
+    return IONICE_CLASSES[name], None if level is None else int(level)
+
+
+def politeness_problem(settings):
+    """The configuration error of IONICE, or None (NICE's range is declared)."""
+    if not settings.valid("IONICE") or not settings["IONICE"]:
+        return None
+    try:
+        parse_ionice(settings["IONICE"])
+    except ValueError as exc:
+        return "%s: IONICE=%r: %s" % (settings.where("IONICE"), settings["IONICE"], exc)
+    return None
+
+
+def polite(ctx):
+    """Apply NICE and IONICE to packrat's own process, early in the run:
+    every program it starts afterwards (dar, dumps, compressors, ssh,
+    hooks) inherits them. Unset, the scheduling stays as it was. A value
+    that cannot be applied (a negative NICE without the right to it) is a
+    warning: the backup matters more than its manners."""
+    settings = ctx.settings
+    nice, ionice = settings["NICE"], settings["IONICE"]
+    if ctx.dry_run:
+        if nice is not None or ionice:
+            log.info("[dry run] the run would go at NICE=%s IONICE=%s"
+                     % ("(unchanged)" if nice is None else nice, ionice or "(unchanged)"))
+        return
+    if nice is not None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+            log.verbose("niceness set to %d (NICE)" % nice)
+        except OSError as exc:
+            log.warn("Warning: %s: NICE=%d: cannot be applied: %s; the run goes at niceness %d"
+                     % (settings.where("NICE"), nice, exc.strerror or exc, os.getpriority(os.PRIO_PROCESS, 0)))
+    if ionice:
+        klass, level = parse_ionice(ionice)
+        argv = ["ionice", "-c", str(klass)] + (["-n", str(level)] if level is not None else [])
+        argv += ["-p", str(os.getpid())]
+        try:
+            run(argv)
+            log.verbose("I/O scheduling class set: %s (IONICE)" % ionice)
+        except PackratError as exc:
+            log.warn("Warning: %s: IONICE=%s: cannot be applied: %s" % (settings.where("IONICE"), ionice, exc))

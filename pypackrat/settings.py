@@ -249,6 +249,13 @@ PYTHON_EDITION = Group(
             meaning="Attempts of a failed upload after the first, each on a new connection."),
     Setting("UPLOAD_RETRY_WAIT", "float", 2, min=0, max=600,
             meaning="The wait before the first retry, in seconds (doubled at each attempt, at most 60)."),
+    Setting("NICE", "integer", None, min=-20, max=19, sample=10, shipped="commented",
+            meaning="The niceness (CPU priority) of the nightly run and of every program it starts: "
+                    "dar, dumps, compressors, ssh, hooks (19: the lowest priority; empty: unchanged)."),
+    Setting("IONICE", sample="idle", shipped="commented",
+            meaning="Their disk scheduling class (ionice): idle (disk time only when nobody else wants it), "
+                    "best-effort, or best-effort:0 (highest) to best-effort:7 (lowest); realtime is "
+                    "refused. Empty: unchanged."),
     key="python")
 
 MAIL = Group(
