@@ -52,27 +52,27 @@ class PythonModule:
     def describe(self):
         return "%s %s module %s: %s" % (self.kind, self.role, self.name, self.where)
 
-    def code(self):
+    def _code(self):
         return importlib.import_module(self.where)
 
-    def view(self, settings):
+    def _view(self, settings):
         """``settings`` as this module reads them (pypackrat.settings.View)."""
         from pypackrat.settings import View
         return View(settings, self.role, self.name)
 
     def check(self, settings):
         from pypackrat import settings as declared
-        return declared.check(self.code(), self.view(settings))
+        return declared.check(self._code(), self._view(settings))
 
     def requirements(self, settings):
-        function = getattr(self.code(), "requirements", None)
-        return list(function(self.view(settings))) if function else []
+        function = getattr(self._code(), "requirements", None)
+        return list(function(self._view(settings))) if function else []
 
     def backup(self, ctx):
-        return [str(p) for p in self.code().backup(ctx)]
+        return [str(p) for p in self._code().backup(ctx)]
 
     def remote(self, ctx):
-        return self.code().Remote(ctx)
+        return self._code().Remote(ctx)
 
     def owns_names(self):
         """Python modules' names are the domain's (dar prefixes, dumps)."""

@@ -218,3 +218,15 @@ def test_validate_parse_with_caching_keeps_its_shape():
         assert spec.kind == setting.type, setting.name
         assert spec.args == list(setting.choices), setting.name
         assert spec.has_default == setting.has_default, setting.name
+
+
+def test_python_and_bash_modules_offer_one_interface():
+    """What resolve() returns has the same public names either way, and a
+    Bash module's remote is a Lister only: no put or get it cannot do."""
+    from pypackrat import plugins, shim, transfer
+
+    def public(cls):
+        return {name for name in dir(cls) if not name.startswith("_")}
+    assert public(plugins.PythonModule) == public(shim.BashModule)
+    assert public(shim.BashRemote) == public(transfer.Lister)
+    assert not {"put", "get", "size", "rename", "checksum"} & public(shim.BashRemote)
