@@ -296,3 +296,29 @@ def test_politeness_refused(penv, setting, value, reason):
 ])
 def test_compression_args(value, args):
     assert filesystem.compression_args(value) == args
+
+
+def test_dry_run_shows_the_politeness(penv, tmp_path):
+    penv.write(NICE=7, IONICE="idle")
+    proc = penv.run("-n", check=0)
+    assert "[dry run] the run would go at NICE=7 IONICE=idle" in proc.stdout
+
+
+@pytest.mark.fast
+def test_a_nice_that_cannot_be_applied_is_a_warning(monkeypatch, capsys):
+    """NICE=-5 without the right to it (CAP_SYS_NICE): the run goes on at
+    its niceness, with a warning naming the setting and the file."""
+    import types
+
+    from pypackrat import execute
+    from tests.databases import Settings
+
+    def refuse(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    ctx = types.SimpleNamespace(settings=Settings(NICE=-5, IONICE=""), dry_run=False)
+    execute.polite(ctx)
+    err = capsys.readouterr().err
+    assert "Warning: /etc/packrat/packrat.conf: NICE=-5: cannot be applied: Operation not permitted; " \
+           "the run goes at niceness %d" % os.getpriority(os.PRIO_PROCESS, 0) in err
