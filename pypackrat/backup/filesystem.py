@@ -63,7 +63,7 @@ SETTINGS = Group(
             meaning="Cipher of new archives when ENCRYPTION_KEY is set: aes256 (recommended) or "
                     "blowfish (what the Bash version wrote). Old archives of either kind stay readable: "
                     "dar detects the cipher."),
-    Setting("FS_COMPRESSION", default="gzip:9", sample="zstd",
+    Setting("FS_COMPRESSION", default="gzip:9", sample="zstd",  # DEFAULT_COMPRESSION
             meaning="Compression of new archives: gzip, bzip2 or xz (a level 1-9 may follow: xz:6), zstd "
                     "(level 1-22: zstd:10), lz4, lzo or none; without a level, the algorithm's usual one "
                     "(gzip 6, bzip2 9, xz 6, zstd 3). The default gzip:9 is the original's -z9; zstd is "
@@ -113,6 +113,7 @@ def is_master_day(ctx):
 
 # -- compression ---------------------------------------------------------------
 
+DEFAULT_COMPRESSION = "gzip:9"  # the original's -z9
 # FS_COMPRESSION's algorithms: their levels (None: no level is taken), the
 # level used when none is given (each program's usual one), and dar's name
 COMPRESSION_LEVELS = {"gzip": (1, 9), "bzip2": (1, 9), "xz": (1, 9), "zstd": (1, 22),
@@ -197,7 +198,8 @@ def dar_argv(settings, archive, target, reference=None, key_args=()):
     [-A REFERENCE] [-B DCF] -Q``, the original's options in meaning, the key
     moved from ``-K``/``-J`` into a command file (``key_args``: -B /dev/fd/N);
     ``-z9`` is FS_COMPRESSION's (compression_args: none, -z9, -zzstd:3...)."""
-    argv = ["dar", "-c", archive, "-n"] + compression_args(settings["FS_COMPRESSION"]) + ["-D"]
+    compression = settings["FS_COMPRESSION"] if "FS_COMPRESSION" in settings else DEFAULT_COMPRESSION
+    argv = ["dar", "-c", archive, "-n"] + compression_args(compression) + ["-D"]
     if settings["FS_SLICE_SIZE"]:
         argv += ["-s", settings["FS_SLICE_SIZE"]]
     for mask in settings["FS_EXCLUDE_FILES"]:
