@@ -15,6 +15,17 @@ import os
 
 from pypackrat import execute, log
 
+
+def _options(settings, flags):
+    """``[FLAG, value]`` for each (FLAG, NAME) of ``flags`` whose setting is
+    set: the user, host and port a client is told on its command line."""
+    args = []
+    for flag, name in flags:
+        if settings[name]:
+            args += [flag, str(settings[name])]
+    return args
+
+
 # -- MySQL / MariaDB -------------------------------------------------------------
 
 # the files a client reads before ~/.my.cnf (mysys' default search list)
@@ -62,14 +73,7 @@ def mysql(settings):
             path = stack.enter_context(execute.secret_path(text, "my.cnf"))
             yield ["--defaults-file=" + path]
             return
-        args = []
-        if settings["MYSQL_USER"]:
-            args += ["-u", settings["MYSQL_USER"]]
-        if settings["MYSQL_HOST"]:
-            args += ["-h", settings["MYSQL_HOST"]]
-        if settings["MYSQL_PORT"]:
-            args += ["-P", str(settings["MYSQL_PORT"])]
-        yield args
+        yield _options(settings, (("-u", "MYSQL_USER"), ("-h", "MYSQL_HOST"), ("-P", "MYSQL_PORT")))
 
 
 # -- PostgreSQL -----------------------------------------------------------------
@@ -133,10 +137,6 @@ def postgresql(settings):
             text = pgpass_lines(password, settings["POSTGRESQL_HOST"], settings["POSTGRESQL_PORT"],
                                 settings["POSTGRESQL_USER"])
             env["PGPASSFILE"] = stack.enter_context(execute.secret_path(text, "pgpass"))
-        if settings["POSTGRESQL_USER"]:
-            args += ["-U", settings["POSTGRESQL_USER"]]
-        if settings["POSTGRESQL_HOST"]:
-            args += ["-h", settings["POSTGRESQL_HOST"]]
-        if settings["POSTGRESQL_PORT"]:
-            args += ["-p", str(settings["POSTGRESQL_PORT"])]
+        args += _options(settings, (("-U", "POSTGRESQL_USER"), ("-h", "POSTGRESQL_HOST"),
+                                    ("-p", "POSTGRESQL_PORT")))
         yield env, args
