@@ -26,7 +26,7 @@ import re
 import shutil
 
 from pypackrat import execute, log
-from pypackrat.core.names import BZ2, ZST, dump_name, file_part
+from pypackrat.core.names import BZ2, ZST, dump_name, file_part, reserved
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
 
@@ -198,6 +198,23 @@ def program(*names):
     return names[0]
 
 
+def list_databases(engine, argv, env=None):
+    """The database names a server lists: ``argv`` (its client, asked for
+    the hex of each name's UTF-8 bytes, one a line) run without changing
+    anything; the names exactly, whatever their characters. A failure, or
+    output that is not hex, is a PackratError naming ``engine``."""
+    try:
+        result = execute.run(argv, env=env, changes=False)
+    except PackratError as exc:
+        raise PackratError("%s: cannot list the databases: %s" % (engine, exc)) from None
+    try:
+        return [bytes.fromhex(line.strip()).decode("utf-8", "surrogateescape")
+                for line in result.out.split("\n") if line.strip()]
+    except ValueError:
+        raise PackratError("%s: cannot list the databases: unexpected output %r"
+                           % (engine, result.out[:200])) from None
+
+
 def select(names, skip, exclude):
     """The databases of a listing that __ALL__ covers: not a system schema
     in ``skip``, not matching a pattern of ``exclude`` (shell globs)."""
@@ -207,6 +224,19 @@ def select(names, skip, exclude):
 
 
 # -- one dump ----------------------------------------------------------------
+
+def job(ctx, engine, database, argv, env=None, whole=False):
+    """What run_jobs runs to dump ``database`` with ``argv``: a name the dump
+    files reserve (core.names.reserved) fails it, loudly; ``whole``: a dump
+    whose reserved name is its own (the globals of a split __ALL__)."""
+    def run():
+        refused = None if whole else reserved(database)
+        if refused:
+            raise PackratError("%s: %s" % (engine, refused))
+        log.verbose("[%s] backup up database: %s" % (engine.upper(), database))
+        return dump(ctx, database, engine, argv, env=env)
+    return run
+
 
 def dump(ctx, database, engine, dump_argv, env=None, pass_fds=()):
     """Run ``dump_argv | compressor [| openssl enc -e]`` into the dump file of
@@ -244,6 +274,7 @@ def _dump(ctx, database, engine, dump_argv, env, pass_fds):
             fds.append(fd)
         if ctx.dry_run:
             execute.pipeline(stages, final, env=env, pass_fds=fds, dry_run=True)
+            ctx.made(final)  # the plan: what the uploads would send
             return None
         with execute.atomic_output(final) as tmp:
             # 0600 from the start: a dump holds every row and password hash
@@ -257,6 +288,7 @@ def _dump(ctx, database, engine, dump_argv, env, pass_fds):
                         raise PackratError("%s; %s" % (exc, full)) from None
                     raise
                 os.fsync(fh.fileno())  # on disk before it gets its final name
+    ctx.made(final)  # the uploads start on it while the next dump runs
     return final
 
 

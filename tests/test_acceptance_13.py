@@ -230,3 +230,13 @@ def test_python_and_bash_modules_offer_one_interface():
     assert public(plugins.PythonModule) == public(shim.BashModule)
     assert public(shim.BashRemote) == public(transfer.Lister)
     assert not {"put", "get", "size", "rename", "checksum"} & public(shim.BashRemote)
+
+
+def test_the_database_modules_share_their_listing_and_their_job():
+    """What both database modules do alike is written once, in dumps.py:
+    reading a server's hex listing of names, and the dump job that refuses
+    a reserved name. The modules keep what differs (queries, argv)."""
+    for name in ("mysql.py", "postgresql.py"):
+        text = open(os.path.join(CODE, "backup", name)).read()
+        assert "fromhex" not in text and "reserved(" not in text, name
+        assert "dumps.list_databases(" in text and "dumps.job(" in text, name

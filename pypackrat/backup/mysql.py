@@ -19,9 +19,9 @@ Database names (MYSQL_TARGETS, and the server's listing for __ALL__) are
 data: they follow ``--`` on the command line, so a name such as
 ``--result-file=/etc/x`` is a database name to mysqldump, never an option.
 """
-from pypackrat import dumps, execute, log
+from pypackrat import dumps
 from pypackrat.core.dbclient import mysql as connection
-from pypackrat.core.names import ALL, reserved
+from pypackrat.core.names import ALL
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
 
@@ -43,7 +43,6 @@ SETTINGS = Group(
     Setting("MYSQL_RESTORE_PASS", secret=True, meaning="Its password."),
     uses=(dumps.SETTINGS,))
 
-TAG = "[MYSQL]"
 ENGINE = "mysql"
 SYSTEM_SCHEMAS = {"information_schema", "performance_schema", "sys"}
 
@@ -80,29 +79,13 @@ LIST_QUERY = ("SELECT HEX(CONVERT(SCHEMA_NAME USING utf8mb4)) FROM information_s
 def list_databases(settings, conn):
     """The databases __ALL__ covers (every database of the server without
     the system schemas and MYSQL_EXCLUDE)."""
-    try:
-        argv = [dumps.program(*CLIENT_PROGRAMS)] + conn + ["-N", "-B", "-e", LIST_QUERY]
-        result = execute.run(argv, changes=False)
-    except PackratError as exc:
-        raise PackratError("mysql: cannot list the databases: %s" % exc) from None
-    try:
-        names = [bytes.fromhex(line.strip()).decode("utf-8", "surrogateescape")
-                 for line in result.out.split("\n") if line.strip()]
-    except ValueError:
-        raise PackratError("mysql: cannot list the databases: unexpected output %r"
-                           % result.out[:200]) from None
+    argv = [dumps.program(*CLIENT_PROGRAMS)] + conn + ["-N", "-B", "-e", LIST_QUERY]
+    names = dumps.list_databases("mysql", argv)
     return dumps.select(names, SYSTEM_SCHEMAS, settings["MYSQL_EXCLUDE"])
 
 
 def _job(ctx, conn, database, what):
-    def job():
-        refused = reserved(database)
-        if refused:
-            raise PackratError("mysql: " + refused)
-        log.verbose("%s backup up database: %s" % (TAG, database))
-        argv = [dumps.program(*DUMP_PROGRAMS)] + conn + ["--opt"] + what
-        return dumps.dump(ctx, database, ENGINE, argv)
-    return job
+    return dumps.job(ctx, ENGINE, database, [dumps.program(*DUMP_PROGRAMS)] + conn + ["--opt"] + what)
 
 
 def jobs(ctx, conn):

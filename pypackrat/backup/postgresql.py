@@ -20,10 +20,10 @@ are data: pg_dump gets ``--dbname=dbname='NAME'`` (a connection string
 holding the name alone, quoted), so neither a name that begins with ``-``
 nor one holding ``host=... port=...`` can be an option or a server.
 """
-from pypackrat import dumps, execute, log
+from pypackrat import dumps
 from pypackrat.core.dbclient import dbname_arg, pgpass_lines  # noqa: F401 (pgpass_lines: the tests')
 from pypackrat.core.dbclient import postgresql as connection
-from pypackrat.core.names import ALL, GLOBALS_NAME, reserved
+from pypackrat.core.names import ALL, GLOBALS_NAME
 from pypackrat.errors import PackratError
 from pypackrat.settings import Group, Setting
 
@@ -40,7 +40,6 @@ SETTINGS = Group(
             meaning="Databases that '__ALL__' skips (names or shell patterns)."),
     uses=(dumps.SETTINGS,))
 
-TAG = "[POSTGRESQL]"
 ENGINE = "postgresql"
 SYSTEM_DATABASES = {"template0", "template1"}
 
@@ -82,17 +81,8 @@ LIST_QUERY = ("SELECT encode(convert_to(datname, 'UTF8'), 'hex') FROM pg_databas
 
 def list_all(env, conn):
     """Every database that accepts connections, templates left out."""
-    try:
-        result = execute.run(["psql", "-X"] + conn + ["-d", "postgres", "-A", "-t", "-c", LIST_QUERY],
-                             env=env, changes=False)
-    except PackratError as exc:
-        raise PackratError("postgresql: cannot list the databases: %s" % exc) from None
-    try:
-        return [bytes.fromhex(line.strip()).decode("utf-8", "surrogateescape")
-                for line in result.out.split("\n") if line.strip()]
-    except ValueError:
-        raise PackratError("postgresql: cannot list the databases: unexpected output %r"
-                           % result.out[:200]) from None
+    argv = ["psql", "-X"] + conn + ["-d", "postgres", "-A", "-t", "-c", LIST_QUERY]
+    return dumps.list_databases("postgresql", argv, env)
 
 
 def exclude_pattern(name):
@@ -102,13 +92,7 @@ def exclude_pattern(name):
 
 def _job(ctx, env, database, argv, whole=False):
     """``whole``: the globals of a split __ALL__ (its reserved name is its own)."""
-    def job():
-        refused = None if whole else reserved(database)
-        if refused:
-            raise PackratError("postgresql: " + refused)
-        log.verbose("%s backup up database: %s" % (TAG, database))
-        return dumps.dump(ctx, database, ENGINE, argv, env=env)
-    return job
+    return dumps.job(ctx, ENGINE, database, argv, env=env, whole=whole)
 
 
 def _pg_dump(ctx, env, conn, database):
