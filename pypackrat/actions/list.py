@@ -9,7 +9,7 @@ size that differs between local and remote.
 import argparse
 import textwrap
 
-from pypackrat import catalog, log
+from pypackrat import catalog, log, retention
 from pypackrat.core import chains, names
 
 EXAMPLES = """\
@@ -38,8 +38,19 @@ def main(ctx, args):
     p = parser()
     p.add_argument("--local", action="store_true", help="BACKUP_DIR only, no remote")
     p.add_argument("--host", metavar="NAME", help="archives named after this host (default: HOSTNAME)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout instead (fields: README, "
+                        "\"Machine-readable output\")")
     a = p.parse_args(args)
     remotes = [] if a.local else list(ctx.settings["UPLOAD_MODULES"])
+    if a.json:
+        from pypackrat import report_schema
+        with report_schema.stdout_for_json() as emit:
+            with catalog.gather(ctx, a.host, remotes, sizes=True) as cat:
+                lines, problems = render(ctx, cat)
+                status = 1 if cat.errors else 0
+                emit(document(ctx, cat, remotes, problems, status))
+        return status
     with catalog.gather(ctx, a.host, remotes, sizes=True) as cat:
         lines, problems = render(ctx, cat)
     for line in lines:
@@ -72,6 +83,35 @@ def _table(rows, indent="  "):
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
+def _retention(ctx, cat):
+    """With the count rules on (PURGE_KEEP_DAILY, _WEEKLY, _MONTHLY): a
+    function that says, for a file name, which rules keep it at each
+    location (retention.plan's ``why`` for the purge of that place, as of
+    the run's date), or that a purge would delete it; None with the rules
+    off (the table is as it was)."""
+    counts = retention.Counts.of(ctx.settings)
+    if not counts:
+        return None
+    from pypackrat import run
+    settings, whys = ctx.settings, {}
+    for location in cat.locations:
+        local = location == catalog.LOCAL
+        mine = run.owner(ctx, remote=not local)
+        why = whys[location] = {}
+        retention.plan([n for n, where in cat.files.items() if location in where and mine(n)],
+                       settings["PURGE_LOCAL_ARCHIVES" if local else "PURGE_REMOTE_ARCHIVES"],
+                       ctx.now, settings["PURGE_KEEP_CHAINS"], whole_chain=settings["FS_INCREMENTAL"],
+                       counts=counts, why=why)
+
+    def cell(name):
+        texts = {loc: ", ".join(why[name]) or "a purge deletes it"
+                 for loc, why in whys.items() if name in why}
+        if len(set(texts.values())) <= 1:
+            return next(iter(texts.values()), "")
+        return "; ".join("%s: %s" % item for item in texts.items())
+    return cell
+
+
 def render(ctx, cat):
     lines, problems = [], []
     locations = list(cat.locations)
@@ -80,6 +120,8 @@ def render(ctx, cat):
         cat.host, catalog.LOCAL, ctx.backup_dir,
         "".join("; %s = %s" % (name, remote.describe()) for name, remote in cat.remotes.items())))
     archives = cat.archives()
+    why = _retention(ctx, cat)
+    extra = ["retention"] if why else []
     targets = {names.target_prefix(cat.host, t): t for t in ctx.settings["FS_TARGETS"]}
     prefixes = sorted(set(cat.prefixes()) | set(targets), key=lambda p: (p not in targets, p))
     incremental = ctx.settings["FS_INCREMENTAL"]
@@ -91,7 +133,7 @@ def render(ctx, cat):
         if not groups:
             lines.append("  no archive")
             continue
-        rows = [["date", "kind", "slices"] + locations]
+        rows = [["date", "kind", "slices"] + locations + extra]
         for master, incs in groups:
             for archive in ([master] if master else []) + incs:
                 kind = archive.kind if (incremental or archive.master) else "full"
@@ -99,7 +141,8 @@ def render(ctx, cat):
                     kind = "incremental, NO MASTER"
                 indent = "" if archive.master or master is None else "  "
                 rows.append([indent + names.day_text(archive.day), kind, str(len(archive.slices))]
-                            + [_cell(cat, archive.names(), loc) for loc in locations])
+                            + [_cell(cat, archive.names(), loc) for loc in locations]
+                            + ([why(archive.names()[0])] if why else []))
         lines += _table(rows)
     for archive in (chains.orphans(archives.values()) if incremental else []):
         problems.append("%s: an incremental whose master is gone (no %s-DATE.master.N.dar dated on "
@@ -120,10 +163,11 @@ def render(ctx, cat):
             groups.setdefault((dump.engine, dump.db), []).append(dump)
         for (engine, db), group in sorted(groups.items()):
             lines.append("  %s %s" % (engine, db))
-            rows = [["date", "file"] + locations]
+            rows = [["date", "file"] + locations + extra]
             for dump in group:
                 rows.append([names.day_text(dump.day), dump.name]
-                            + [_cell(cat, [dump.name], loc) for loc in locations])
+                            + [_cell(cat, [dump.name], loc) for loc in locations]
+                            + ([why(dump.name)] if why else []))
             lines += _table(rows, "    ")
     if not archives and not dumps:
         lines.append("")
@@ -152,3 +196,66 @@ def render(ctx, cat):
                                     % (name, where[catalog.LOCAL], where[loc], loc))
     return lines, problems
 
+
+
+def document(ctx, cat, remotes, problems, status):
+    """``packrat list --json``: the fields of report_schema.LIST."""
+    errors = {}
+    for name in remotes:  # catalog.gather's messages start with the module's name
+        found = [e for e in cat.errors if e.startswith(name + ": ")]
+        if found:
+            errors[name] = found[0][len(name) + 2:]
+    locations = [{"name": catalog.LOCAL, "kind": "local", "description": ctx.backup_dir,
+                  "error": None if cat.directory and _isdir(cat.directory) else "not a directory"}]
+    for name in remotes:
+        remote = cat.remotes.get(name)
+        locations.append({"name": name, "kind": "remote",
+                          "description": remote.describe() if remote is not None else name,
+                          "error": errors.get(name)})
+    order = [loc["name"] for loc in locations]
+    archives = cat.archives()
+    targets = {names.target_prefix(cat.host, t): t for t in ctx.settings["FS_TARGETS"]}
+    incremental = ctx.settings["FS_INCREMENTAL"]
+    out = []
+    for prefix in sorted({a.prefix for a in archives.values()}):
+        for master, incs in chains.chains(archives.values(), prefix):
+            for archive in ([master] if master else []) + incs:
+                if archive.master:
+                    kind = "master" if incremental else "full"
+                elif not incremental:
+                    kind = "full"
+                else:
+                    kind = "incremental" if master else "orphan"
+                files = archive.names()
+                where = []
+                for location in order:
+                    there = [n for n in files if location in cat.files.get(n, {})]
+                    if there:
+                        sizes = [cat.size(n, location) for n in there]
+                        where.append({"name": location, "slices": len(there),
+                                      "size": None if None in sizes else sum(sizes)})
+                top = max(archive.slices)
+                size = next((w["size"] for w in where if w["slices"] == len(files)
+                             and w["size"] is not None and not archive.missing_slices()), None)
+                out.append({"name": archive.base, "target": targets.get(prefix), "prefix": prefix,
+                            "day": names.day_text(archive.day), "kind": kind,
+                            "master": master.base if master and not archive.master
+                            and kind == "incremental" else None,
+                            "slices": top, "missing_slices": archive.missing_slices(),
+                            "size": size, "locations": where})
+    dumps = []
+    for dump in cat.dumps():
+        where = [{"name": location, "size": cat.size(dump.name, location)}
+                 for location in order if location in cat.files.get(dump.name, {})]
+        dumps.append({"name": dump.name, "engine": dump.engine, "database": names.database_of(dump.db),
+                      "day": names.day_text(dump.day),
+                      "size": next((w["size"] for w in where if w["size"] is not None), None),
+                      "locations": where})
+    return {"version": 1, "action": "list", "exit_status": status, "host": cat.host,
+            "backup_dir": ctx.backup_dir, "locations": locations, "archives": out, "dumps": dumps,
+            "problems": list(cat.errors) + list(problems)}
+
+
+def _isdir(path):
+    import os
+    return os.path.isdir(path)
