@@ -125,6 +125,23 @@ def test_verify_json_good_and_bad(penv, shared, smtp):
     assert len(penv.mails()) == 1
 
 
+def test_a_bash_upload_module(penv, plain_week, tmp_path):
+    """A Bash upload module lists without sizes (null) and its own output
+    (it may print) never reaches the JSON on stdout."""
+    import shutil
+    src, _ = use(penv, plain_week)
+    shutil.copy(os.path.join(ROOT, "modules", "example.sh"), penv.module_path / "example.sh")
+    nas = tmp_path / "nas"
+    shutil.copytree(penv.backup_dir, nas)
+    penv.settings.update(UPLOAD_MODULES=["example_upload"], EXAMPLE_UPLOAD_DIR=str(nas))
+    doc = document(run(penv, "-v", "list", "--json"), "list", 0)
+    master = doc["archives"][0]
+    assert master["locations"][1] == {"name": "example_upload", "slices": 3, "size": None}
+    assert master["size"] == master["locations"][0]["size"] > 0
+    doc = document(run(penv, "-v", "verify", "--json"), "verify", 0)
+    assert doc["checked"] == {"archives": 2, "dumps": 0, "copies": 5}
+
+
 def test_verify_json_nothing_and_bad_date(penv):
     doc = document(run(penv, "verify", "--json"), "verify", 1)
     assert doc["day"] is None and doc["results"][0]["kind"] == "run"
