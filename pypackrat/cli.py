@@ -13,37 +13,61 @@ import sys
 
 from pypackrat import __version__
 
-USAGE = """\
-Usage: packrat [-hvnP] [-c config_file] [-p days] [-r days] [-m modules]
-               [-u modules] [-U YYYYMMDD] [action [options]]
+# The flags, actions and exit statuses: the help below and the man page
+# packrat(8) (pypackrat/manpages.py) are made from these tables.
+OPTIONS = (  # (flag, its argument, meaning)
+    ("-c", "FILE", "configuration file (default: /etc/packrat.conf)"),
+    ("-h", "", "show this help and exit"),
+    ("-v", "", "verbose: print progress and the commands that run"),
+    ("-n", "", "dry run: print what would be purged, made and uploaded, and the commands, "
+               "changing nothing anywhere"),
+    ("-P", "", "purge old archives (local, then remote) and exit"),
+    ("-p", "DAYS", "purge local archives older than DAYS (PURGE_LOCAL_ARCHIVES)"),
+    ("-r", "DAYS", "purge remote archives older than DAYS (PURGE_REMOTE_ARCHIVES)"),
+    ("-m", "a,b", "backup modules to run (BACKUP_MODULES)"),
+    ("-u", "a,b", "upload modules to run (UPLOAD_MODULES)"),
+    ("-U", "YYYYMMDD", "upload stage only: upload every file in BACKUP_DIR whose name contains that date"),
+    ("--version", "", "print the version and exit"),
+)
+ACTION_HELP = (  # (action, meaning); none: the nightly run
+    ("check", "validate the configuration and print the effective settings"),
+    ("list", "show the archives and dumps, local and remote, and problems"),
+    ("restore", "restore a directory or a database as of a date"),
+    ("verify", "test the newest archives (or --date), local and remote"),
+)
+EXIT_STATUS = (
+    (0, "success"),
+    (1, "failure (mailed to ADMIN_EMAIL)"),
+    (75, "another run holds the lock"),
+    (130, "interrupted (Control-C)"),
+    (143, "stopped by SIGTERM (mailed)"),
+)
+SYNOPSIS = ("[-hvnP] [-c config_file] [-p days] [-r days] [-m modules]",
+            "[-u modules] [-U YYYYMMDD] [action [options]]")
+DESCRIPTION = ("Packrat backs up directories (dar), MySQL and PostgreSQL databases, uploads "
+               "the archives over SSH, FTP, S3 or to a directory, and purges old ones.")
 
-Packrat backs up directories (dar), MySQL and PostgreSQL databases, uploads
-the archives over SSH, FTP, S3 or to a directory, and purges old ones.
 
-Options:
-  -c FILE      configuration file (default: /etc/packrat.conf)
-  -h           show this help and exit
-  -v           verbose: print progress and the commands that run
-  -n           dry run: print what would be purged, made and uploaded,
-               and the commands, changing nothing anywhere
-  -P           purge old archives (local, then remote) and exit
-  -p DAYS      purge local archives older than DAYS (PURGE_LOCAL_ARCHIVES)
-  -r DAYS      purge remote archives older than DAYS (PURGE_REMOTE_ARCHIVES)
-  -m a,b       backup modules to run (BACKUP_MODULES)
-  -u a,b       upload modules to run (UPLOAD_MODULES)
-  -U YYYYMMDD  upload stage only: upload every file in BACKUP_DIR whose
-               name contains that date
-  --version    print the version and exit
+def _usage():
+    import textwrap
 
-Actions (none: the nightly run):
-  check        validate the configuration and print the effective settings
-  list         show the archives and dumps, local and remote, and problems
-  restore      restore a directory or a database as of a date
-  verify       test the newest archives (or --date), local and remote
+    def item(name, text):  # "  -U YYYYMMDD  meaning": 15 columns before it
+        return textwrap.wrap(text, 78, initial_indent="  %-13s" % name,
+                             subsequent_indent=" " * 15, break_on_hyphens=False)
+    lines = ["Usage: packrat " + SYNOPSIS[0], "               " + SYNOPSIS[1], ""]
+    lines += textwrap.wrap(DESCRIPTION, 76) + ["", "Options:"]
+    for flag, arg, text in OPTIONS:
+        lines += item(("%s %s" % (flag, arg)).strip(), text)
+    lines += ["", "Actions (none: the nightly run):"]
+    for name, text in ACTION_HELP:
+        lines += item(name, text)
+    lines.append("")
+    lines += textwrap.wrap("Exit status: " + ", ".join("%d %s" % pair for pair in EXIT_STATUS)
+                           + '. "packrat ACTION --help" describes an action.', 76)
+    return "\n".join(lines) + "\n"
 
-Exit status: 0 success, 1 failure (mailed to ADMIN_EMAIL), 75 another run
-holds the lock, 143 stopped by SIGTERM (mailed). "packrat ACTION --help" describes an action.
-"""
+
+USAGE = _usage()
 
 ACTIONS = ("check", "list", "restore", "verify")  # pypackrat/actions/NAME.py
 NIGHTLY = "run"  # pypackrat/actions/run.py: no action word
@@ -194,21 +218,20 @@ def _main(opts):
         problems = [_one_line(log.mask(line)) for line in exc.problems]
         for line in problems:
             sys.stderr.write(line + "\n")
-        _check_json(opts, path, problems, getattr(exc, "settings", None))
         if _unattended(opts):  # at 3 a.m. nobody reads stderr
             from pypackrat import mail
             mail.config_failure(getattr(exc, "settings", None), path, problems)
         return 1
     except PackratError as exc:
         sys.stderr.write("packrat: %s\n" % log.mask(exc))
-        _check_json(opts, path, ["packrat: %s" % _one_line(log.mask(exc))])
         return 1
     try:
         ctx = Context(settings, opts)
     except PackratError as exc:
         sys.stderr.write("packrat: %s\n" % log.mask(exc))
-        _check_json(opts, path, ["packrat: %s" % _one_line(log.mask(exc))], settings)
         return 1
+    if not opts.action and not opts.dry_run:  # the nightly run's lines go to LOG too
+        _open_log(settings)
     action = importlib.import_module("pypackrat.actions." + (opts.action or NIGHTLY))
     if not opts.action:
         return action.main(ctx, opts.args)
@@ -219,13 +242,16 @@ def _main(opts):
         return 1
 
 
-def _check_json(opts, path, lines, settings=None):
-    """`packrat check --json` of a configuration that did not load: its
-    JSON document on stdout as well (pypackrat/actions/check.py)."""
-    if opts.action == "check":
-        from pypackrat.actions import check
-        if check.wants_json(opts.args):
-            check.invalid(path, lines, settings)
+def _open_log(settings):
+    """LOG's destination (syslog or a file); one that cannot be used safely
+    is a warning: the backup matters more than its log."""
+    from pypackrat import log
+    from pypackrat.errors import PackratError
+    try:
+        log.open_destination(settings["LOG"])
+    except PackratError as exc:
+        log.warn("Warning: %s: %s; this run's lines go to the terminal and the mail only"
+                 % (settings.where("LOG"), exc))
 
 
 def _one_line(text):

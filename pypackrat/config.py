@@ -855,6 +855,8 @@ def _check_values(settings):
                             "failure mail" % (s.where("HOSTNAME"), host))
     if s.valid("BACKUP_DIR") and s.values.get("BACKUP_DIR") and not s["BACKUP_DIR"].startswith("/"):
         problems.append("%s: BACKUP_DIR=%r: must be an absolute path" % (s.where("BACKUP_DIR"), s["BACKUP_DIR"]))
+    if s.valid("LOG") and log.destination_problem(s.values.get("LOG") or ""):  # syslog or a file's path
+        problems.append("%s: LOG=%r: %s" % (s.where("LOG"), s["LOG"], log.destination_problem(s["LOG"])))
     for name in ("ADMIN_EMAIL", "MAIL_FROM", "SMTP_USER"):
         if not s.valid(name) or not s.values.get(name):
             continue

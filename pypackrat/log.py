@@ -23,6 +23,7 @@ output installed on the logger, so that callers need no handle on it. This
 module keeps no state of its own.
 """
 import logging
+import logging.handlers
 import re
 import sys
 
@@ -109,11 +110,22 @@ class Output:
         self.verbose = bool(verbose)
         self.filter = MaskFilter(self)
         self.transcript = Transcript()
-        self.handlers = [StreamHandler("stdout", VERBOSE, below=logging.WARNING),
-                         StreamHandler("stderr", logging.WARNING),
-                         self.transcript]
+        self.stdout = StreamHandler("stdout", VERBOSE, below=logging.WARNING)
+        self.handlers = [self.stdout, StreamHandler("stderr", logging.WARNING), self.transcript]
+        self.destinations = []  # LOG's handler (syslog or a file): every line, -v or not
         for handler in self.handlers:
             handler.addFilter(self.filter)  # before any handler can write
+
+    def add_handler(self, handler):
+        """Another destination of every line (progress lines too), behind the
+        masking filter like the others."""
+        handler.addFilter(self.filter)
+        self.handlers.append(handler)
+        self.destinations.append(handler)
+        if self.installed():
+            _logger().addHandler(handler)
+            self.set_verbose(self.verbose)
+        return handler
 
     def install(self):
         """Make this the output of the "packrat" logger, in place of the
@@ -132,9 +144,14 @@ class Output:
         return self
 
     def set_verbose(self, flag):
+        """-v: progress lines on stdout (and in the transcript); a LOG
+        destination gets them either way."""
         self.verbose = bool(flag)
+        shown = VERBOSE if self.verbose else logging.INFO
+        self.stdout.setLevel(shown)
+        self.transcript.setLevel(shown)
         if self.installed():
-            _logger().setLevel(VERBOSE if self.verbose else logging.INFO)
+            _logger().setLevel(VERBOSE if self.verbose or self.destinations else logging.INFO)
 
     def installed(self):
         return self.filter in _logger().filters
@@ -144,6 +161,151 @@ def setup(verbose=False, secrets=None):
     """A fresh output for a run (no secret, empty transcript), installed."""
     _tolerant_streams()
     return Output(verbose, secrets).install()
+
+
+# -- LOG: syslog (the journal under systemd) or a file --------------------------------
+
+SYSLOG_SOCKET = "/dev/log"
+SYSLOG_WAIT = 5  # seconds a line may wait for a full syslog socket
+_PRIORITY = ((logging.ERROR, "err"), (logging.WARNING, "warning"), (logging.INFO, "notice"), (0, "info"))
+
+
+def level_word(levelno):
+    """A line's level as syslog names it: info (progress, -v), notice (a
+    plain line), warning, err."""
+    for level, word in _PRIORITY:
+        if levelno >= level:
+            return word
+    return "info"
+
+
+class _Quiet:
+    """A destination that fails (disk full, syslog gone) says so once on
+    stderr, never with a traceback, and the run goes on."""
+    failed = False
+
+    def handleError(self, record):
+        if not self.failed:
+            self.failed = True
+            exc = sys.exc_info()[1]
+            _emit(sys.stderr, "Warning: LOG: cannot write to %s: %s" % (self.where, printable(str(exc))))
+
+
+class SyslogHandler(_Quiet, logging.handlers.SysLogHandler):
+    """Facility daemon, tag packrat[PID]; the priority is the line's level."""
+
+    def __init__(self, address=None):
+        import os
+        self.where = address or os.environ.get("PACKRAT_SYSLOG_SOCKET") or SYSLOG_SOCKET
+        super().__init__(self.where, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        self.ident = "packrat[%d]: " % os.getpid()
+        self.setLevel(VERBOSE)
+
+        self.append_nul = False
+        self._level = logging.INFO
+
+    def _connect_unixsocket(self, address):
+        super()._connect_unixsocket(address)
+        if self.socket is not None:
+            self.socket.settimeout(SYSLOG_WAIT)  # a stuck syslog never stalls the backup
+
+    def mapPriority(self, levelName):
+        return level_word(self._level)
+
+    def emit(self, record):
+        if self.failed:  # said once; the terminal and the mail still get the lines
+            return
+        self._level = record.levelno  # mapPriority is given the level's name only
+        super().emit(record)
+
+
+class FileHandler(_Quiet, logging.Handler):
+    """Appends "DATE TIME packrat[PID] LEVEL: line" to a file of root's."""
+
+    def __init__(self, path):
+        super().__init__(VERBOSE)
+        self.where = path
+        self.stream = open_log_file(path)
+        import os
+        self.pid = os.getpid()
+
+    def emit(self, record):
+        import time
+        try:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(record.created))
+            for line in record.getMessage().split("\n"):
+                self.stream.write("%s packrat[%d] %s: %s\n" % (stamp, self.pid, level_word(record.levelno), line))
+            self.stream.flush()
+        except Exception:
+            self.handleError(record)
+
+    def close(self):
+        try:
+            self.stream.close()
+        finally:
+            super().close()
+
+
+def open_log_file(path):
+    """``path`` opened to append, created 0600; never through a symbolic
+    link, never a file of another user's, nor one with another name (a hard
+    link), nor in a directory others could swap: PackratError otherwise."""
+    import os
+    import stat
+    from pypackrat.errors import PackratError
+    from pypackrat import config
+    problems = config.untrusted(os.path.dirname(path) or "/", "holds packrat's log (LOG)")
+    if problems:
+        raise PackratError(problems[0])
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise PackratError("LOG=%s: refusing it: it is a symbolic link" % path)
+        raise PackratError("LOG=%s: cannot open it: %s" % (path, exc.strerror))
+    st = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(st.st_mode):
+        problem = "it is not a regular file"
+    elif st.st_uid != os.geteuid():
+        problem = "it is owned by %s, not by %s" % (config.owner_name(st.st_uid), config.invoker())
+    elif st.st_nlink != 1:
+        problem = "it has %d names (hard links)" % st.st_nlink
+    elif st.st_mode & 0o022:
+        problem = "it can be written by others (mode %04o)" % stat.S_IMODE(st.st_mode)
+    if problem:
+        os.close(fd)
+        raise PackratError("LOG=%s: refusing it: %s" % (path, problem))
+    return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape")
+
+
+def destination_problem(value):
+    """What is wrong with LOG's value (empty, syslog or an absolute path), or None."""
+    if value in ("", "syslog"):
+        return None
+    if not value.startswith("/") or _CONTROL.search(value) or value.endswith("/"):
+        return "must be empty, syslog or the absolute path of a file"
+    return None
+
+
+def open_destination(value):
+    """Send every line of the run to LOG's destination too (nothing for
+    ""). A file that cannot be used safely is a PackratError; a syslog
+    socket that is missing is a warning (the run's lines still reach the
+    terminal and the mail)."""
+    if not value:
+        return None
+    output = current()
+    if value == "syslog":
+        try:
+            handler = SyslogHandler()
+        except OSError as exc:
+            warn("Warning: LOG=syslog: cannot reach the syslog socket: %s" % exc.strerror)
+            return None
+    else:
+        handler = FileHandler(value)
+    return output.add_handler(handler)
 
 
 def current():

@@ -245,6 +245,11 @@ PYTHON_EDITION = Group(
     Setting("LOCK_FILE", default="/run/packrat/packrat.lock",
             meaning="One run at a time: a second run exits with status 75 while this is held. Keep it "
                     "in a directory only root can write (created 0700 if missing)."),
+    Setting("LOG",
+            meaning="Where the run's lines also go, each with its level (info: progress, notice, warning, "
+                    "err), progress lines with or without -v: syslog (facility daemon, tag packrat: the "
+                    "journal under systemd), or the absolute path of a file (appended; created 0600; "
+                    "never a symbolic link, nor a file of another user's). Empty: the terminal only."),
     Setting("UPLOAD_RETRIES", "integer", 4, min=0, max=100,
             meaning="Attempts of a failed upload after the first, each on a new connection."),
     Setting("UPLOAD_RETRY_WAIT", "float", 2, min=0, max=600,
