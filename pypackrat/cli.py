@@ -218,17 +218,20 @@ def _main(opts):
         problems = [_one_line(log.mask(line)) for line in exc.problems]
         for line in problems:
             sys.stderr.write(line + "\n")
+        _check_json(opts, path, problems, getattr(exc, "settings", None))
         if _unattended(opts):  # at 3 a.m. nobody reads stderr
             from pypackrat import mail
             mail.config_failure(getattr(exc, "settings", None), path, problems)
         return 1
     except PackratError as exc:
         sys.stderr.write("packrat: %s\n" % log.mask(exc))
+        _check_json(opts, path, ["packrat: %s" % _one_line(log.mask(exc))])
         return 1
     try:
         ctx = Context(settings, opts)
     except PackratError as exc:
         sys.stderr.write("packrat: %s\n" % log.mask(exc))
+        _check_json(opts, path, ["packrat: %s" % _one_line(log.mask(exc))], settings)
         return 1
     if not opts.action and not opts.dry_run:  # the nightly run's lines go to LOG too
         _open_log(settings)
@@ -240,6 +243,15 @@ def _main(opts):
     except PackratError as exc:
         sys.stderr.write("packrat %s: %s\n" % (opts.action, log.mask(exc)))
         return 1
+
+
+def _check_json(opts, path, lines, settings=None):
+    """`packrat check --json` of a configuration that did not load: its
+    JSON document on stdout as well (pypackrat/actions/check.py)."""
+    if opts.action == "check":
+        from pypackrat.actions import check
+        if check.wants_json(opts.args):
+            check.invalid(path, lines, settings)
 
 
 def _open_log(settings):

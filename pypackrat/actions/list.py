@@ -38,8 +38,19 @@ def main(ctx, args):
     p = parser()
     p.add_argument("--local", action="store_true", help="BACKUP_DIR only, no remote")
     p.add_argument("--host", metavar="NAME", help="archives named after this host (default: HOSTNAME)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout instead (fields: README, "
+                        "\"Machine-readable output\")")
     a = p.parse_args(args)
     remotes = [] if a.local else list(ctx.settings["UPLOAD_MODULES"])
+    if a.json:
+        from pypackrat import report_schema
+        with report_schema.stdout_for_json() as emit:
+            with catalog.gather(ctx, a.host, remotes, sizes=True) as cat:
+                lines, problems = render(ctx, cat)
+                status = 1 if cat.errors else 0
+                emit(document(ctx, cat, remotes, problems, status))
+        return status
     with catalog.gather(ctx, a.host, remotes, sizes=True) as cat:
         lines, problems = render(ctx, cat)
     for line in lines:
@@ -152,3 +163,65 @@ def render(ctx, cat):
                                     % (name, where[catalog.LOCAL], where[loc], loc))
     return lines, problems
 
+
+def document(ctx, cat, remotes, problems, status):
+    """``packrat list --json``: the fields of report_schema.LIST."""
+    errors = {}
+    for name in remotes:  # catalog.gather's messages start with the module's name
+        found = [e for e in cat.errors if e.startswith(name + ": ")]
+        if found:
+            errors[name] = found[0][len(name) + 2:]
+    locations = [{"name": catalog.LOCAL, "kind": "local", "description": ctx.backup_dir,
+                  "error": None if cat.directory and _isdir(cat.directory) else "not a directory"}]
+    for name in remotes:
+        remote = cat.remotes.get(name)
+        locations.append({"name": name, "kind": "remote",
+                          "description": remote.describe() if remote is not None else name,
+                          "error": errors.get(name)})
+    order = [loc["name"] for loc in locations]
+    archives = cat.archives()
+    targets = {names.target_prefix(cat.host, t): t for t in ctx.settings["FS_TARGETS"]}
+    incremental = ctx.settings["FS_INCREMENTAL"]
+    out = []
+    for prefix in sorted({a.prefix for a in archives.values()}):
+        for master, incs in chains.chains(archives.values(), prefix):
+            for archive in ([master] if master else []) + incs:
+                if archive.master:
+                    kind = "master" if incremental else "full"
+                elif not incremental:
+                    kind = "full"
+                else:
+                    kind = "incremental" if master else "orphan"
+                files = archive.names()
+                where = []
+                for location in order:
+                    there = [n for n in files if location in cat.files.get(n, {})]
+                    if there:
+                        sizes = [cat.size(n, location) for n in there]
+                        where.append({"name": location, "slices": len(there),
+                                      "size": None if None in sizes else sum(sizes)})
+                top = max(archive.slices)
+                size = next((w["size"] for w in where if w["slices"] == len(files)
+                             and w["size"] is not None and not archive.missing_slices()), None)
+                out.append({"name": archive.base, "target": targets.get(prefix), "prefix": prefix,
+                            "day": names.day_text(archive.day), "kind": kind,
+                            "master": master.base if master and not archive.master
+                            and kind == "incremental" else None,
+                            "slices": top, "missing_slices": archive.missing_slices(),
+                            "size": size, "locations": where})
+    dumps = []
+    for dump in cat.dumps():
+        where = [{"name": location, "size": cat.size(dump.name, location)}
+                 for location in order if location in cat.files.get(dump.name, {})]
+        dumps.append({"name": dump.name, "engine": dump.engine, "database": names.database_of(dump.db),
+                      "day": names.day_text(dump.day),
+                      "size": next((w["size"] for w in where if w["size"] is not None), None),
+                      "locations": where})
+    return {"version": 1, "action": "list", "exit_status": status, "host": cat.host,
+            "backup_dir": ctx.backup_dir, "locations": locations, "archives": out, "dumps": dumps,
+            "problems": list(cat.errors) + list(problems)}
+
+
+def _isdir(path):
+    import os
+    return os.path.isdir(path)

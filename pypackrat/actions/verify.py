@@ -73,6 +73,9 @@ def parser():
                    help="cipher of encrypted dumps (default: DB_CIPHER)")
     p.add_argument("--work-dir", metavar="DIR",
                    help="where fetched files and samples go (default: BACKUP_DIR)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout (fields: README, \"Machine-readable "
+                        "output\"); the failure mail and exit status stay as they are")
     return p
 
 
@@ -83,15 +86,29 @@ class Verifier:
         self.notes = []
         self.checked = {"archives": 0, "dumps": 0, "copies": 0}
         self.fetched = {}  # name -> path of a copy fetched from a remote
+        self.fetched_from = {}  # name -> the location it was fetched from
         self.day = None
+        self.results = []  # --json: one entry per test (report_schema.VERIFY's results)
 
-    def fail(self, message):
+    def fail(self, message, kind="run", name=None, location=None):
         message = log.mask(message)
         self.failures.append(message)
+        self.results.append({"kind": kind, "name": name, "location": location,
+                             "status": "failed", "message": message})
         log.verbose("%s FAILED %s" % (TAG, message))
 
-    def ok(self, message):
+    def ok(self, message, kind="run", name=None, location=None):
+        self.results.append({"kind": kind, "name": name, "location": location,
+                             "status": "ok", "message": ""})
         log.verbose("%s ok %s" % (TAG, message))
+
+    def read_at(self, names):
+        """Where the files ``names`` were read: BACKUP_DIR, or the remote
+        the first of them not in BACKUP_DIR was fetched from."""
+        for name in names:
+            if name in self.fetched_from:
+                return self.fetched_from[name]
+        return catalog.LOCAL
 
     # -- files ---------------------------------------------------------------
     def path_of(self, name):
@@ -110,9 +127,11 @@ class Verifier:
             try:
                 transfer.download(remote, name, dest)
             except PackratError as exc:
-                self.fail("%s: cannot fetch it from %s: %s" % (name, location, exc))
+                self.fail("%s: cannot fetch it from %s: %s" % (name, location, exc),
+                          _kind(name), name, location)
                 return None
             self.fetched[name] = dest
+            self.fetched_from[name] = location
             return dest
         return None
 
@@ -147,7 +166,7 @@ class Verifier:
                     self.fail("%s: its master is missing: no %s-DATE.master.N.dar dated on or "
                               "before %s, here or on any remote; this incremental cannot be "
                               "restored" % (archive.names()[0], archive.prefix,
-                                            day_text(archive.day)))
+                                            day_text(archive.day)), "archive", archive.base)
             out.append((archive, master))
         return out
 
@@ -157,11 +176,13 @@ class Verifier:
         tested[archive.base] = False
         missing = archive.missing_slices()
         if missing:
-            self.fail("%s: slice %s is missing" % (archive.base, ", ".join(map(str, missing))))
+            self.fail("%s: slice %s is missing" % (archive.base, ", ".join(map(str, missing))),
+                      "archive", archive.base)
             return False
         place = self.archive_dir(archive)
         if place is None:
-            self.fail("%s: not readable in BACKUP_DIR nor on a remote" % archive.base)
+            self.fail("%s: not readable in BACKUP_DIR nor on a remote" % archive.base,
+                      "archive", archive.base)
             return False
         log.verbose("%s testing %s (%d slice%s)" % (TAG, archive.base, len(archive.slices),
                                                     "s" if len(archive.slices) > 1 else ""))
@@ -169,28 +190,29 @@ class Verifier:
             catalog.require_encrypted(os.path.join(place, archive.base), key, archive.base)
             catalog.dar(["-t", os.path.join(place, archive.base), "-q"], key)
         except PackratError as exc:
-            self.fail("%s (%s): %s" % (archive.base, ", ".join(archive.names()), exc))
+            self.fail("%s (%s): %s" % (archive.base, ", ".join(archive.names()), exc),
+                      "archive", archive.base, self.read_at(archive.names()))
             return False
         self.checked["archives"] += 1
         tested[archive.base] = True
-        self.ok(archive.base)
+        self.ok(archive.base, "archive", archive.base, self.read_at(archive.names()))
         return True
 
     # -- dumps -----------------------------------------------------------------
     def test_dump(self, dump):
         path = self.path_of(dump.name)
         if path is None:
-            self.fail("%s: not readable in BACKUP_DIR nor on a remote" % dump.name)
+            self.fail("%s: not readable in BACKUP_DIR nor on a remote" % dump.name, "dump", dump.name)
             return
         log.verbose("%s decoding %s" % (TAG, dump.name))
         try:
             with decode_stages(self.ctx.settings, path, self.a.cipher) as (stages, fds):
                 execute.pipeline(stages, os.devnull, pass_fds=fds)
         except PackratError as exc:
-            self.fail("%s: %s" % (dump.name, exc))
+            self.fail("%s: %s" % (dump.name, exc), "dump", dump.name, self.read_at([dump.name]))
             return
         self.checked["dumps"] += 1
-        self.ok(dump.name)
+        self.ok(dump.name, "dump", dump.name, self.read_at([dump.name]))
 
     # -- remote copies ------------------------------------------------------------
     def compare_copies(self, names):
@@ -201,30 +223,33 @@ class Verifier:
                     continue
                 local_size = self.cat.size(name, catalog.LOCAL)
                 if location not in self.cat.files.get(name, {}):
-                    self.fail("%s: not on %s (%s)" % (name, location, remote.describe()))
+                    self.fail("%s: not on %s (%s)" % (name, location, remote.describe()),
+                              "copy", name, location)
                     continue
                 remote_size = self.cat.size(name, location)
                 if remote_size is None and "transfer" not in remote.capabilities:
                     self.checked["copies"] += 1  # a Bash module: present is all it can tell
-                    self.ok("%s on %s (present; the module gives no size)" % (name, location))
+                    self.ok("%s on %s (present; the module gives no size)" % (name, location),
+                            "copy", name, location)
                     continue
                 if remote_size != local_size:
                     self.fail("%s: the copy on %s has %s bytes, the local file %d"
-                              % (name, location, remote_size, local_size))
+                              % (name, location, remote_size, local_size), "copy", name, location)
                     continue
                 try:
                     digest = remote.checksum(name)
                 except Exception as exc:
-                    self.fail("%s: cannot get its checksum on %s: %s" % (name, location, exc))
+                    self.fail("%s: cannot get its checksum on %s: %s" % (name, location, exc),
+                              "copy", name, location)
                     continue
                 if digest:
                     algorithm, value = digest
                     if transfer.file_digest(local, algorithm) != value:
                         self.fail("%s: the copy on %s differs from the local file (%s)"
-                                  % (name, location, algorithm))
+                                  % (name, location, algorithm), "copy", name, location)
                         continue
                 self.checked["copies"] += 1
-                self.ok("%s on %s" % (name, location))
+                self.ok("%s on %s" % (name, location), "copy", name, location)
 
     # -- samples ---------------------------------------------------------------
     def sample(self, prefix, chain, target, key, count):
@@ -249,24 +274,25 @@ class Verifier:
                     args += ["-g", rel]
                 catalog.dar(args, key)
         except PackratError as exc:
-            self.fail("%s: restoring sample files failed: %s" % (newest.base, exc))
+            self.fail("%s: restoring sample files failed: %s" % (newest.base, exc), "sample", newest.base)
             return
         for rel in sorted(picked):
             restored, live = os.path.join(out, rel), os.path.join(target, rel)
             if not os.path.lexists(restored):
-                self.fail("%s: %s is in the archive but did not restore" % (newest.base, rel))
+                self.fail("%s: %s is in the archive but did not restore" % (newest.base, rel),
+                          "sample", newest.base)
                 continue
             if not os.path.lexists(live):
                 self.notes.append("%s: deleted since the backup" % live)
                 continue
             if os.path.isfile(live) and filecmp.cmp(restored, live, shallow=False):
-                self.ok("sample %s" % live)
+                self.ok("sample %s" % live, "sample", newest.base)
                 continue
             if int(os.lstat(live).st_mtime) != int(os.lstat(restored).st_mtime):
                 self.notes.append("%s: changed since the backup" % live)
             else:
                 self.fail("%s: the copy restored from %s differs from the live file, which has "
-                          "not changed since the backup" % (live, newest.base))
+                          "not changed since the backup" % (live, newest.base), "sample", newest.base)
 
     def files_in(self, archive, place, key):
         """Relative paths of the plain files an archive's catalogue holds
@@ -277,20 +303,21 @@ class Verifier:
             catalog.dar(["-l", os.path.join(place, archive.base), "-Txml"], key, stdout=listing,
                         changes=False)
         except PackratError as exc:
-            self.fail("%s: cannot list it: %s" % (archive.base, exc))
+            self.fail("%s: cannot list it: %s" % (archive.base, exc), "sample", archive.base)
             return []
         with open(listing, "rb") as fh:
             # dar prints a warning about an encrypted archive on stdout
             # before the XML: the listing starts at "<?xml"
             skip = _xml_start(fh)
             if skip is None:
-                self.fail("%s: dar -l -Txml gave no XML" % archive.base)
+                self.fail("%s: dar -l -Txml gave no XML" % archive.base, "sample", archive.base)
                 return []
             fh.seek(skip)
             try:
                 files = _xml_files(ET, fh)
             except ET.ParseError as exc:
-                self.fail("%s: cannot read dar's listing of it: %s" % (archive.base, exc))
+                self.fail("%s: cannot read dar's listing of it: %s" % (archive.base, exc),
+                          "sample", archive.base)
                 return []
         os.unlink(listing)
         return files
@@ -375,6 +402,36 @@ def _xml_files(ET, fh):
 
 def main(ctx, args):
     a = parser().parse_args(args)
+    if not a.json:
+        return verify(ctx, a)[1]
+    from pypackrat import report_schema
+    with report_schema.stdout_for_json() as emit:
+        try:
+            v, code = verify(ctx, a)
+        except PackratError as exc:  # before any test (a bad --date): one failure, no mail
+            log.error("packrat verify: %s" % exc)
+            v, code = Verifier(ctx, None, a, None), 1
+            v.fail(str(exc))
+        emit(document(ctx, v, code, a))
+    return code
+
+
+def document(ctx, v, code, a):
+    """``packrat verify --json``: the fields of report_schema.VERIFY."""
+    return {"version": 1, "action": "verify", "exit_status": code,
+            "host": v.cat.host if v.cat is not None else (a.host or ctx.hostname),
+            "day": day_text(v.day) if v.day else None, "status": "failed" if code else "ok",
+            "checked": dict(v.checked), "results": v.results, "failures": v.failures,
+            "notes": [log.mask(note) for note in v.notes]}
+
+
+def _kind(name):
+    """"dump" for a dump's file name, else "archive"."""
+    return "dump" if catalog.parse_dump(name) else "archive"
+
+
+def verify(ctx, a):
+    """Verify as ``a`` (the parsed arguments) asks: (the Verifier, the exit status)."""
     if a.sample < 0:
         raise PackratError("--sample needs a number of files, 0 or more")
     day = parse_date(a.date) if a.date else None
@@ -385,13 +442,13 @@ def main(ctx, args):
     with catalog.gather(ctx, a.host, remotes, sizes=True) as cat, \
             work_dir(ctx, a.work_dir) as tmp:
         v = Verifier(ctx, cat, a, tmp)
-        for message in cat.errors:
-            v.fail(message)
+        for message in cat.errors:  # "MODULE: cannot connect: ..."
+            v.fail(message, "location", message.split(":", 1)[0])
         try:
             run(ctx, cat, v, day, a)
         except PackratError as exc:
             v.fail(str(exc))
-    return report(ctx, v.failures, v.notes, v.checked, v.day)
+    return v, report(ctx, v.failures, v.notes, v.checked, v.day)
 
 
 def run(ctx, cat, v, day, a):
@@ -455,14 +512,15 @@ def expected(ctx, cat, v, day, chains, dumps):
         for target in ctx.settings["FS_TARGETS"]:
             if os.path.isdir(target) and target_prefix(cat.host, target) not in made:
                 v.fail("%s: no archive of it dated %s (%s-%s.*.dar)"
-                       % (target, when, target_prefix(cat.host, target), when))
+                       % (target, when, target_prefix(cat.host, target), when), "expected", target)
     for engine, key in (("mysql", "MYSQL_TARGETS"), ("postgresql", "POSTGRESQL_TARGETS")):
         if engine not in enabled:
             continue
         made = {d.db for d in dumps if d.engine == engine}
         for database in ctx.settings[key]:
             if database != ALL and file_part(database) not in made:
-                v.fail("%s database %s: no dump of it dated %s" % (engine, database, when))
+                v.fail("%s database %s: no dump of it dated %s" % (engine, database, when),
+                       "expected", database)
 
 
 def report(ctx, failures, notes, checked=None, day=None):
