@@ -4,8 +4,9 @@
 The README's "Machine-readable output" tables are generated from these
 declarations (``python -m pypackrat.report_schema readme README.md``), and
 tests/test_json.py validates the real output against them (``problems``)
-and fails when the README drifts from them. A field added is a new
-optional key; a field's meaning never changes under the same ``version``.
+and fails when the README drifts from them. A field may be added under
+the same ``version`` (scripts ignore the keys they do not know); a
+field's meaning never changes under it.
 
 Writing a document (``emit``): secrets are masked in every string (the
 run's secrets, ``log``), names from outside stay as they are (json escapes
@@ -45,15 +46,17 @@ class List:
         self.item = item
 
 
-_HEAD = (
-    Field("version", "integer", "the schema's version: 1 (a new key may appear under the same version; "
-                                "a key's meaning never changes)"),
-    Field("action", "string", "the action that wrote the document", choices=("list", "verify", "check")),
-    Field("exit_status", "integer", "packrat's exit status for this run (also its real one)"),
-)
+def _head(action):
+    """The fields every document starts with."""
+    return (
+        Field("version", "integer", "the schema's version: 1 (a new key may appear under the same "
+                                    "version; a key's meaning never changes)", choices=(VERSION,)),
+        Field("action", "string", "the action that wrote the document", choices=(action,)),
+        Field("exit_status", "integer", "packrat's exit status for this run (also its real one)"),
+    )
 
 LIST = Object(
-    *_HEAD,
+    *_head("list"),
     Field("host", "string", "the host name the files are named after (HOSTNAME, or --host)"),
     Field("backup_dir", "string", "BACKUP_DIR"),
     Field("locations", List(Object(
@@ -101,7 +104,7 @@ LIST = Object(
 )
 
 VERIFY = Object(
-    *_HEAD,
+    *_head("verify"),
     Field("host", "string", "the host name the files are named after"),
     Field("day", "string", "the run verified, YYYYMMDD; null when none was found", null=True),
     Field("status", "string", "ok when every test passed, else failed", choices=("ok", "failed")),
@@ -129,7 +132,7 @@ VERIFY = Object(
 )
 
 CHECK = Object(
-    *_HEAD,
+    *_head("check"),
     Field("config", "string", "the configuration file"),
     Field("valid", "boolean", "whether the configuration is valid (exit_status 0)"),
     Field("problems", List(Object(
