@@ -93,6 +93,9 @@ def test_list_json_problems_and_unreadable_remote(penv, shared, tmp_path):
     doc = document(run(penv, "list", "--json"), "list", 1)
     assert doc["locations"][1]["error"] and "cannot connect" in doc["problems"][0]
     assert all(loc["name"] == "BACKUP_DIR" for a in doc["archives"] for loc in a["locations"])
+    doc = document(run(penv, "verify", "--json", "-d", WEEK[1]), "verify", 1)
+    assert doc["results"][0]["kind"] == "location" and doc["results"][0]["name"] == "local"
+    assert "cannot connect" in doc["results"][0]["message"]
 
 
 def test_verify_json_good_and_bad(penv, shared, smtp):
