@@ -21,9 +21,22 @@ newest file of every other series (a name with its date taken out). Dates
 after the run's day do not count as newest. So backups that fail for longer
 than the purge age, or a run date far ahead, never leave a place empty.
 
+Retention by count (PURGE_KEEP_DAILY, PURGE_KEEP_WEEKLY,
+PURGE_KEEP_MONTHLY; 0 turns a rule off) keeps more, never less: a name is
+deleted only when no rule keeps it (the age rule, the newest, the chains,
+the counts). Per series (a target's prefix, a database's dumps, any other
+name with its date taken out), over the days that have a backup and are
+not after the run's day: daily N keeps the newest backup of each of the
+last N such days, weekly N the newest of each of the last N ISO weeks,
+monthly N the newest of each of the last N months. A target's day is kept
+whole: the archives that restore it (core.chains.pick: its master and the
+day's incremental), whatever PURGE_KEEP_CHAINS says. ``plan(why=...)``
+says which rule keeps each name.
+
 Planning is near-linear in the number of names: names are grouped by prefix
 once, and each incremental finds its master by bisection (core.chains.Masters).
 """
+import collections
 import datetime
 import fnmatch
 import re
@@ -82,11 +95,69 @@ def _newest_chain(group, today, whole_chain=True):
     return chain
 
 
-def plan(listing, days, now, keep_chains=True, keep_newest=True, whole_chain=True):
+class Counts(collections.namedtuple("Counts", "daily weekly monthly")):
+    """How many days, ISO weeks and months keep their newest backup
+    (PURGE_KEEP_DAILY, PURGE_KEEP_WEEKLY, PURGE_KEEP_MONTHLY); 0 turns a
+    rule off. False when every rule is off."""
+    __slots__ = ()
+
+    def __bool__(self):
+        return any(n > 0 for n in self)
+
+    @classmethod
+    def of(cls, settings):
+        return cls(*(int(settings.get("PURGE_KEEP_" + rule.upper()) or 0) for rule in cls._fields))
+
+
+NO_COUNTS = Counts(0, 0, 0)
+MASTER_OF_KEPT_DAY = "master of a kept day"
+_PERIOD = {
+    "daily": lambda d: d,
+    "weekly": lambda d: tuple(d.isocalendar())[:2],
+    "monthly": lambda d: (d.year, d.month),
+}
+_LABEL = {
+    "daily": lambda d, i, n: "daily %d of %d" % (i, n),
+    "weekly": lambda d, i, n: "weekly %d-W%02d (%d of %d)" % (tuple(d.isocalendar())[:2] + (i, n)),
+    "monthly": lambda d, i, n: "monthly %d-%02d (%d of %d)" % (d.year, d.month, i, n),
+}
+
+
+def kept_days(days, counts, today):
+    """{day: [reasons]}: the days of ``days`` (the days one series has a
+    backup) that the count rules keep, each the newest day of its period
+    (a day, an ISO week, a month) among the last N periods that have a
+    backup. Days after ``today`` do not count."""
+    out = {}
+    past = sorted({d for d in days if d <= today}, reverse=True)
+    for rule, n in zip(Counts._fields, counts):
+        period, label, seen = _PERIOD[rule], _LABEL[rule], None
+        found = 0
+        for d in past:  # newest first: a period's days are together, its newest first
+            key = period(d)
+            if key == seen:
+                continue
+            if found == n:
+                break
+            found += 1
+            seen = key
+            out.setdefault(d, []).append(label(d, found, n))
+    return out
+
+
+def is_count_reason(reason):
+    """A reason of ``plan(why=...)`` that a count rule gave."""
+    return reason == MASTER_OF_KEPT_DAY or reason.startswith(tuple(r + " " for r in Counts._fields))
+
+
+def plan(listing, days, now, keep_chains=True, keep_newest=True, whole_chain=True, counts=NO_COUNTS,
+         why=None):
     """The names to delete, of ``listing`` (base names in one place).
     ``whole_chain``: the newest chain kept is its master with every
     incremental (FS_INCREMENTAL=yes); without it, the master and the newest
-    archive on it (full archives, FS_INCREMENTAL=no, are not incrementals)."""
+    archive on it (full archives, FS_INCREMENTAL=no, are not incrementals).
+    ``counts``: the count rules (Counts). ``why``: a dict to fill with the
+    reasons each dated name of ``listing`` is kept ([] for one deleted)."""
     today = now.date()
     ages = {}
 
@@ -98,6 +169,7 @@ def plan(listing, days, now, keep_chains=True, keep_newest=True, whole_chain=Tru
     old = set()
     dars = {}       # prefix -> [DarName]
     newest = {}     # series key -> (day, [names])
+    series = {}     # series key -> {day: [names]}, for the count rules
     for name in listing:
         dar = names.parse_dar(name)
         if dar is not None:
@@ -111,30 +183,70 @@ def plan(listing, days, now, keep_chains=True, keep_newest=True, whole_chain=Tru
         day, start, end = found
         if old_day(day):
             old.add(name)
-        if not keep_newest or day > today:
+        if (not keep_newest and not counts) or day > today:
             continue
         key = _dump_key(name)
         key = ("dump",) + key if key else ("name", name[:start], name[end:])
+        if counts:
+            series.setdefault(key, {}).setdefault(day, []).append(name)
+        if not keep_newest:
+            continue
         have = newest.get(key)
         if have is None or day > have[0]:
             newest[key] = (day, [name])
         elif day == have[0]:
             have[1].append(name)
-    if not old:
+    if not old and why is None:
         return []
 
     keep = set()
+    reasons = {}
+
+    def tag(kept, reason):
+        keep.update(kept)
+        if why is not None:
+            for name in kept:
+                reasons.setdefault(name, []).append(reason)
+
     for prefix, group in dars.items():
         if keep_chains:
             masters = chains.Masters(group)
             needed = {masters.of(prefix, p.day) for p in group if not p.master and p.name not in old}
             needed_days = {m.day for m in needed if m is not None}
-            keep.update(p.name for p in group if p.master and p.day in needed_days)
+            tag([p.name for p in group if p.master and p.day in needed_days],
+                "master of a kept incremental")
         if keep_newest:
             chain = _newest_chain(group, today, whole_chain)
-            keep.update(p.name for p in group if (p.day, p.master) in chain)
-    for _, kept in newest.values():
-        keep.update(kept)
+            tag([p.name for p in group if (p.day, p.master) in chain], "newest chain")
+        if counts:
+            firsts = [p for p in group if p.slice == 1]
+            archives = {}  # (day, master) -> its slices' names
+            for p in group:
+                archives.setdefault((p.day, p.master), []).append(p.name)
+            for day, given in sorted(kept_days({p.day for p in firsts}, counts, today).items()):
+                for archive in chains.pick(firsts, prefix, day):
+                    slices = archives[(archive.day, archive.master)]
+                    if archive.day == day:
+                        for reason in given:
+                            tag(slices, reason)
+                    elif MASTER_OF_KEPT_DAY not in reasons.get(slices[0], ()):
+                        tag(slices, MASTER_OF_KEPT_DAY)
+    for key, (_, kept) in newest.items():
+        tag(kept, "newest dump" if key[0] == "dump" else "newest")
+    for by_day in series.values():
+        for day, given in kept_days(by_day, counts, today).items():
+            for reason in given:
+                tag(by_day[day], reason)
+    if why is not None:
+        for name in listing:
+            dar = names.parse_dar(name)
+            day = dar.day if dar is not None else date_in_name(name)
+            if day is None:
+                continue
+            given = reasons.get(name, [])
+            if name not in old:
+                given = ["within %d day%s" % (days, "" if days == 1 else "s")] + given
+            why[name] = given
     return sorted(old - keep)
 
 

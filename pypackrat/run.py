@@ -188,8 +188,12 @@ def purge_local(ctx, days):
     try:
         for fd, directory, names in _local_places(top_fd, top, ctx.settings["PURGE_LOCAL_RECURSIVE"]):
             own = mine.filter(names)
-            for name in retention.plan(own, days, ctx.now, keep_chains,
-                                       whole_chain=ctx.settings["FS_INCREMENTAL"]):
+            counts = retention.Counts.of(ctx.settings)
+            why = {} if counts else None
+            victims = retention.plan(own, days, ctx.now, keep_chains,
+                                     whole_chain=ctx.settings["FS_INCREMENTAL"], counts=counts, why=why)
+            log_kept(ctx, why, directory)
+            for name in victims:
                 path = os.path.join(directory, name)
                 if ctx.dry_run:
                     log.info("[dry run] would delete %s" % path)
@@ -199,6 +203,19 @@ def purge_local(ctx, days):
                     os.unlink(name, dir_fd=fd)
     finally:
         os.close(top_fd)
+
+
+def log_kept(ctx, why, where):
+    """With the count rules on (PURGE_KEEP_DAILY, _WEEKLY, _MONTHLY): the
+    names a count rule keeps, with every rule that keeps them (retention.plan's
+    ``why``); shown by -n, and with -v."""
+    for name in sorted(why or ()):
+        if any(map(retention.is_count_reason, why[name])):
+            line = "keeps %s in %s: %s" % (name, where, "; ".join(why[name]))
+            if ctx.dry_run:
+                log.info("[dry run] purge " + line)
+            else:
+                log.verbose("Purge " + line)
 
 
 def remote_candidates(ctx, names, mine=None):
@@ -248,8 +265,11 @@ def purge_remote(ctx, name, days):
                         "neither deleted nor taken as a backup (planted?)"
                         % (len(foreign), remote.describe()))
             names = [n for n in names if n not in foreign]
+        counts = retention.Counts.of(ctx.settings)
+        why = {} if counts else None
         victims = retention.plan(names, days, ctx.now, ctx.settings["PURGE_KEEP_CHAINS"],
-                                 whole_chain=ctx.settings["FS_INCREMENTAL"])
+                                 whole_chain=ctx.settings["FS_INCREMENTAL"], counts=counts, why=why)
+        log_kept(ctx, why, remote.describe())
         for leftover in leftovers:
             log.verbose("Deleting %s from %s (the temporary copy of an upload that was killed)"
                         % (leftover, remote.describe()))

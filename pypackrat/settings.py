@@ -231,6 +231,17 @@ PYTHON_EDITION = Group(
                     "name order."),
     Setting("PURGE_KEEP_CHAINS", "boolean", True,
             meaning="Never purge a master archive while a kept incremental depends on it."),
+    Setting("PURGE_KEEP_DAILY", "integer", 0, min=0,
+            meaning="Retention by count, besides the age (PURGE_LOCAL_ARCHIVES, PURGE_REMOTE_ARCHIVES): "
+                    "keep the newest backup of each of the last N days that have one, per target and "
+                    "per database, whatever its age; a target's day is kept with its master. An archive "
+                    "is deleted only when no rule keeps it. 0: the rule is off."),
+    Setting("PURGE_KEEP_WEEKLY", "integer", 0, min=0,
+            meaning="The same for the newest backup of each of the last N ISO weeks (Monday to Sunday) "
+                    "that have one. 0: off."),
+    Setting("PURGE_KEEP_MONTHLY", "integer", 0, min=0,
+            meaning="The same for the newest backup of each of the last N calendar months that have "
+                    "one. 0: off."),
     Setting("PURGE_REMOTE_ALL_HOSTS", "boolean", False,
             meaning="A purge considers only this host's archives (dar slices of its FS_TARGETS, its "
                     "database dumps, HOSTNAME-MODULE-... names of its Bash backup modules, names "

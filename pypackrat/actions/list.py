@@ -9,7 +9,7 @@ size that differs between local and remote.
 import argparse
 import textwrap
 
-from pypackrat import catalog, log
+from pypackrat import catalog, log, retention
 from pypackrat.core import chains, names
 
 EXAMPLES = """\
@@ -83,6 +83,35 @@ def _table(rows, indent="  "):
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
+def _retention(ctx, cat):
+    """With the count rules on (PURGE_KEEP_DAILY, _WEEKLY, _MONTHLY): a
+    function that says, for a file name, which rules keep it at each
+    location (retention.plan's ``why`` for the purge of that place, as of
+    the run's date), or that a purge would delete it; None with the rules
+    off (the table is as it was)."""
+    counts = retention.Counts.of(ctx.settings)
+    if not counts:
+        return None
+    from pypackrat import run
+    settings, whys = ctx.settings, {}
+    for location in cat.locations:
+        local = location == catalog.LOCAL
+        mine = run.owner(ctx, remote=not local)
+        why = whys[location] = {}
+        retention.plan([n for n, where in cat.files.items() if location in where and mine(n)],
+                       settings["PURGE_LOCAL_ARCHIVES" if local else "PURGE_REMOTE_ARCHIVES"],
+                       ctx.now, settings["PURGE_KEEP_CHAINS"], whole_chain=settings["FS_INCREMENTAL"],
+                       counts=counts, why=why)
+
+    def cell(name):
+        texts = {loc: ", ".join(why[name]) or "a purge deletes it"
+                 for loc, why in whys.items() if name in why}
+        if len(set(texts.values())) <= 1:
+            return next(iter(texts.values()), "")
+        return "; ".join("%s: %s" % item for item in texts.items())
+    return cell
+
+
 def render(ctx, cat):
     lines, problems = [], []
     locations = list(cat.locations)
@@ -91,6 +120,8 @@ def render(ctx, cat):
         cat.host, catalog.LOCAL, ctx.backup_dir,
         "".join("; %s = %s" % (name, remote.describe()) for name, remote in cat.remotes.items())))
     archives = cat.archives()
+    why = _retention(ctx, cat)
+    extra = ["retention"] if why else []
     targets = {names.target_prefix(cat.host, t): t for t in ctx.settings["FS_TARGETS"]}
     prefixes = sorted(set(cat.prefixes()) | set(targets), key=lambda p: (p not in targets, p))
     incremental = ctx.settings["FS_INCREMENTAL"]
@@ -102,7 +133,7 @@ def render(ctx, cat):
         if not groups:
             lines.append("  no archive")
             continue
-        rows = [["date", "kind", "slices"] + locations]
+        rows = [["date", "kind", "slices"] + locations + extra]
         for master, incs in groups:
             for archive in ([master] if master else []) + incs:
                 kind = archive.kind if (incremental or archive.master) else "full"
@@ -110,7 +141,8 @@ def render(ctx, cat):
                     kind = "incremental, NO MASTER"
                 indent = "" if archive.master or master is None else "  "
                 rows.append([indent + names.day_text(archive.day), kind, str(len(archive.slices))]
-                            + [_cell(cat, archive.names(), loc) for loc in locations])
+                            + [_cell(cat, archive.names(), loc) for loc in locations]
+                            + ([why(archive.names()[0])] if why else []))
         lines += _table(rows)
     for archive in (chains.orphans(archives.values()) if incremental else []):
         problems.append("%s: an incremental whose master is gone (no %s-DATE.master.N.dar dated on "
@@ -131,10 +163,11 @@ def render(ctx, cat):
             groups.setdefault((dump.engine, dump.db), []).append(dump)
         for (engine, db), group in sorted(groups.items()):
             lines.append("  %s %s" % (engine, db))
-            rows = [["date", "file"] + locations]
+            rows = [["date", "file"] + locations + extra]
             for dump in group:
                 rows.append([names.day_text(dump.day), dump.name]
-                            + [_cell(cat, [dump.name], loc) for loc in locations])
+                            + [_cell(cat, [dump.name], loc) for loc in locations]
+                            + ([why(dump.name)] if why else []))
             lines += _table(rows, "    ")
     if not archives and not dumps:
         lines.append("")
@@ -162,6 +195,7 @@ def render(ctx, cat):
                     problems.append("%s: %d bytes in BACKUP_DIR, %d on %s"
                                     % (name, where[catalog.LOCAL], where[loc], loc))
     return lines, problems
+
 
 
 def document(ctx, cat, remotes, problems, status):
