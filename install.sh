@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
         --localstatedir=*) LOCALSTATEDIR="${1#*=}"; shift ;;
         --no-apt) APT=no; shift ;;
         --no-timer) TIMER=no; shift ;;
-        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option: $1" >&2; exit 1 ;;
     esac
 done

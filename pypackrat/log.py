@@ -166,7 +166,7 @@ def setup(verbose=False, secrets=None):
 # -- LOG: syslog (the journal under systemd) or a file --------------------------------
 
 SYSLOG_SOCKET = "/dev/log"
-SYSLOG_WAIT = 5  # seconds a line may wait for a full syslog socket
+SYSLOG_WAIT = 2  # seconds a line may wait for a full syslog socket (twice: logging retries once)
 _PRIORITY = ((logging.ERROR, "err"), (logging.WARNING, "warning"), (logging.INFO, "notice"), (0, "info"))
 
 

@@ -202,3 +202,10 @@ def test_a_database_socket_on_the_read_only_tree_is_reachable(tmp_path):
         pytest.skip("no mount namespace here: %s" % proc.stderr.strip())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "hello\n"
+
+
+def test_install_help_names_the_timer_options():
+    proc = subprocess.run([os.path.join(ROOT, "install.sh"), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "--no-timer" in proc.stdout and "--localstatedir" in proc.stdout
+    assert "set -e" not in proc.stdout
