@@ -76,6 +76,15 @@ class Context:
         self.hostname = settings["HOSTNAME"]
         self.backup_dir = settings["BACKUP_DIR"]
         self.new_backups = []
+        self.on_made = None  # set by run.nightly while the backups run: hands a file to the uploads
+
+    def made(self, path):
+        """A backup module hands over a file as soon as it has its final
+        name (each archive's slices, each dump): the uploads start on it
+        while the module goes on. What a module returns without having
+        handed it over is handed over when the module returns."""
+        if self.on_made is not None:
+            self.on_made(str(path))
 
     def epoch(self):
         return time.mktime(self.now.timetuple())

@@ -274,6 +274,7 @@ def _dump(ctx, database, engine, dump_argv, env, pass_fds):
             fds.append(fd)
         if ctx.dry_run:
             execute.pipeline(stages, final, env=env, pass_fds=fds, dry_run=True)
+            ctx.made(final)  # the plan: what the uploads would send
             return None
         with execute.atomic_output(final) as tmp:
             # 0600 from the start: a dump holds every row and password hash
@@ -287,6 +288,7 @@ def _dump(ctx, database, engine, dump_argv, env, pass_fds):
                         raise PackratError("%s; %s" % (exc, full)) from None
                     raise
                 os.fsync(fh.fileno())  # on disk before it gets its final name
+    ctx.made(final)  # the uploads start on it while the next dump runs
     return final
 
 

@@ -71,6 +71,13 @@ class Record:
         self.status = None
         self.steps = []
         self.pre_failed = False  # PRE_BACKUP_COMMAND failed: nothing ran, no post-hook
+        self.events = []  # (time.monotonic(), what, module, file or None), in the order they came
+
+    def event(self, what, module, path=None):
+        """Note a moment of the night (a backup module's start and end, a
+        file made, an upload's start and end), from any thread: the order
+        in which the work overlapped (run.Uploads), for -v and the tests."""
+        self.events.append((time.monotonic(), what, module, path))
 
     @contextlib.contextmanager
     def step(self, kind, module):

@@ -4,7 +4,9 @@
 2. purge remote archives older than PURGE_REMOTE_ARCHIVES days;
 3. stop here with -P;
 4. run the backup modules (or, with -U DATE, take that date's files);
-5. run the upload modules, each sending every new file of this run.
+5. meanwhile, each upload module sends every new file of this run as soon
+   as it is made (Uploads; a Bash upload module gets them all after the
+   backups, its contract).
 
 A failing step is reported and the run goes on with the steps that do not
 depend on it (a broken database does not stop the filesystem backup from
@@ -15,7 +17,10 @@ import contextlib
 import errno
 import fcntl
 import os
+import queue
 import stat
+import threading
+import time
 
 from pypackrat import config, log, mail, monitor, plugins, retention, transfer
 from pypackrat.core import temp
@@ -298,18 +303,28 @@ def open_remote(ctx, module):
 def backup(ctx, name):
     module = plugins.resolve(ctx.settings, name, "backup")
     log.verbose("Running %s" % module.describe())
-    with monitor.record_of(ctx).step("backup", name) as step:  # its files and time, for the reports
-        made = module.backup(ctx)
-        step.files = list(made or [])
+    record = monitor.record_of(ctx)
+    record.event("backup started", name)
+    try:
+        with record.step("backup", name) as step:  # its files and time, for the reports
+            made = module.backup(ctx)
+            step.files = list(made or [])
+    finally:
+        record.event("backup ended", name)
     return made
 
 
 def upload(ctx, name, files):
     module = plugins.resolve(ctx.settings, name, "upload")
     log.verbose("Running %s" % module.describe())
-    with monitor.record_of(ctx).step("upload", name) as step:
-        step.files = list(files)
-        module.upload(ctx, files)
+    record = monitor.record_of(ctx)
+    record.event("upload started", name)
+    try:
+        with record.step("upload", name) as step:
+            step.files = list(files)
+            module.upload(ctx, files)
+    finally:
+        record.event("upload ended", name)
 
 
 def files_of_date(ctx, date):
@@ -356,6 +371,204 @@ def _step(errors, what, function, *args):
     return result
 
 
+def _streams(ctx, name):
+    """Whether upload module ``name`` takes its files one at a time, as they
+    are made: its remote moves the bytes itself (the "transfer" capability,
+    the Python modules). A Bash upload module's contract is the whole
+    NEW_BACKUPS list at once, after the backups; a module that cannot be
+    resolved fails in upload(), as before."""
+    try:
+        module = plugins.resolve(ctx.settings, name, "upload")
+        return module is not None and "transfer" in module.remote(ctx).capabilities
+    except Exception:
+        return False
+
+
+class _Worker:
+    """One streaming upload module for the night: a thread that sends the
+    files of its queue in the order they came, over one connection (opened
+    at its first file, kept to the end). After a failed file it sends no
+    more (as the one-after-another order did); its failure is reported at
+    the end of the run with the others."""
+
+    def __init__(self, uploads, name):
+        self.uploads, self.name = uploads, name
+        self.queue = queue.SimpleQueue()
+        self.files = []          # every file given, in order
+        self.message = self.error = None
+        self.step = None         # monitor.Step, once it has a file
+        self.thread = threading.Thread(target=self._run, name="packrat-upload-%s" % name, daemon=True)
+
+    def give(self, path):
+        self.files.append(path)
+        self.queue.put(path)
+
+    def close(self):
+        self.queue.put(None)
+
+    def _run(self):
+        try:
+            with contextlib.ExitStack() as connection:
+                self._send(connection)
+        except transfer.Cancelled:
+            pass
+        except BaseException as exc:  # never a thread that dies unheard
+            self.message = log.mask("upload %s: %s: %s" % (self.name, type(exc).__name__, exc))
+            self.error = exc
+
+    def _send(self, connection):
+        ctx, cancel = self.uploads.ctx, self.uploads.cancel
+        record = monitor.record_of(ctx)
+        module = plugins.resolve(ctx.settings, self.name, "upload")
+        remote = None
+        while True:
+            path = self.queue.get()
+            if path is None or cancel.is_set():
+                return
+            if self.message:
+                continue  # failed: the rest is not sent
+            with self.uploads.slots:  # at most UPLOAD_CONCURRENCY modules send at once
+                if cancel.is_set():
+                    return
+                started = time.time()
+                if self.step is None:
+                    log.verbose("Running %s" % module.describe())
+                    self.step = monitor.Step("upload", self.name)
+                try:
+                    if remote is None:
+                        remote, self.message, self.error = _attempt(
+                            "upload %s" % self.name, connection.enter_context, connected(ctx, module))
+                        if self.message:
+                            continue
+                    record.event("upload started", self.name, path)
+                    _, self.message, self.error = _attempt(
+                        "upload %s" % self.name, transfer.upload, remote, path, cancel)
+                    record.event("upload failed" if self.message else "upload ended", self.name, path)
+                finally:
+                    self.step.seconds += time.time() - started
+
+
+class Uploads:
+    """The night's uploads, overlapping the backups.
+
+    Each upload module whose remote moves the bytes itself (the Python
+    modules) gets a worker thread (_Worker): every file a backup module
+    hands over (add(): ctx.made as each archive or dump gets its final
+    name, or the module's list when it returns) goes to every worker at
+    once, and the backups go on. At most UPLOAD_CONCURRENCY workers send at
+    the same moment. The other upload modules (Bash: NEW_BACKUPS is their
+    contract) get the whole list after the backups, one after another, as
+    before; so does every module with UPLOAD_CONCURRENCY=0, the original's
+    order. stop() (SIGTERM) stops the workers between files and in a
+    transfer, its temporary copy removed."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        names = list(ctx.settings["UPLOAD_MODULES"])
+        limit = int(ctx.settings.get("UPLOAD_CONCURRENCY", 2) or 0)
+        self.files, self._seen = [], set()
+        self.cancel = threading.Event()
+        self.limit = max(limit, 1)
+        self.slots = threading.BoundedSemaphore(self.limit)
+        # (name, _Worker or None) in UPLOAD_MODULES order; None: after the backups
+        self.modules = [(n, _Worker(self, n) if limit and _streams(ctx, n) else None) for n in names]
+        self.workers = [w for _, w in self.modules if w is not None]
+        self.done = {}  # name -> (message, exception) of a module that ran after the backups
+
+    def plan(self):
+        """The plan's lines, for -n."""
+        lines = []
+        now = [n for n, w in self.modules if w is not None]
+        later = [n for n, w in self.modules if w is None]
+        if now:
+            lines.append("uploads: %s send%s each file as soon as it is made, while the backups go on "
+                         "(at most %d module%s at once)"
+                         % (", ".join(now), "s" if len(now) == 1 else "", self.limit,
+                            "" if self.limit == 1 else "s"))
+        if later:
+            lines.append("uploads: %s get%s every new file after the backups, one module after another"
+                         % (", ".join(later), "s" if len(later) == 1 else ""))
+        return lines
+
+    def start(self):
+        for worker in self.workers:
+            worker.thread.start()
+
+    def add(self, path):
+        """A new file of the run: to every worker at once (each file once)."""
+        path = str(path)
+        if path in self._seen:
+            return
+        self._seen.add(path)
+        self.files.append(path)
+        self.ctx.new_backups = list(self.files)
+        monitor.record_of(self.ctx).event("made", None, path)
+        for worker in self.workers:
+            worker.give(path)
+
+    def finish(self):
+        """After the backups: the workers get their last file, the other
+        modules run (one after another, with every new file), the workers
+        end; their steps go to the record, in UPLOAD_MODULES order."""
+        for worker in self.workers:
+            worker.close()
+        for name, worker in self.modules:
+            if worker is None and self.files:
+                _, message, exc = _attempt("upload %s" % name, upload, self.ctx, name, self.files)
+                self.done[name] = (message, exc)
+        for worker in self.workers:
+            worker.thread.join()
+        record = monitor.record_of(self.ctx)
+        for worker in self.workers:
+            if worker.step is not None:
+                worker.step.files = list(worker.files)
+                worker.step.ok = worker.message is None
+                record.steps.append(worker.step)
+        order = {name: i for i, (name, _) in reversed(list(enumerate(self.modules)))}
+        record.steps.sort(key=lambda s: (s.kind == "upload", order.get(s.module, 0) if s.kind == "upload" else 0))
+
+    def outcome(self, name, worker):
+        """(message, exception) of module ``name``; None when it had no file."""
+        if worker is None:
+            return self.done.get(name)
+        if not worker.files:
+            return None
+        return worker.message, worker.error
+
+    def stop(self, wait=60):
+        """SIGTERM: no new file, the transfers under way stopped (their
+        programs too), their temporary copies removed; wait for the workers."""
+        self.cancel.set()
+        for worker in self.workers:
+            worker.close()
+        _stop_programs(w.thread for w in self.workers)
+        deadline = time.monotonic() + wait
+        for worker in self.workers:
+            if worker.thread.is_alive():
+                worker.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _stop_programs(threads):
+    """Stop what the threads ``threads`` started and still wait for (scp,
+    rsync), each with its process group: the kernel lists a thread's
+    children in /proc/self/task/TID/children."""
+    import signal
+    for thread in threads:
+        if not thread.is_alive() or thread.native_id is None:
+            continue
+        try:
+            with open("/proc/self/task/%d/children" % thread.native_id) as fh:
+                pids = [int(p) for p in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGTERM)
+                else:
+                    os.kill(pid, signal.SIGTERM)
+
+
 def nightly(ctx):
     """The run. Returns the list of failure messages (empty: success).
 
@@ -390,25 +603,36 @@ def nightly(ctx):
     if options.purge_only:
         return errors
 
-    # 4: backups (or the files of -U DATE)
-    if options.upload_date:
-        new = _step(errors, "-U", files_of_date, ctx, options.upload_date) or []
-        ctx.new_backups = list(new)
-    else:
-        new = []
-        for name in settings["BACKUP_MODULES"]:
-            made = _step(errors, "backup %s" % name, backup, ctx, name)
-            new += made or []
-            ctx.new_backups = list(new)
+    # 4, 5: backups (or the files of -U DATE); each new file goes to the
+    # upload modules as soon as it is made (Uploads)
+    uploads = Uploads(ctx)
+    uploads.start()
+    try:
+        if options.upload_date:
+            for path in _step(errors, "-U", files_of_date, ctx, options.upload_date) or []:
+                uploads.add(path)
+        else:
+            ctx.on_made = uploads.add
+            try:
+                for name in settings["BACKUP_MODULES"]:
+                    made = _step(errors, "backup %s" % name, backup, ctx, name)
+                    for path in made or []:  # what the module did not hand over itself
+                        uploads.add(path)
+            finally:
+                ctx.on_made = None
+        uploads.finish()
+    except BaseException:  # SIGTERM: the uploads stop too, their temporary copies removed
+        uploads.stop()
+        raise
 
-    # 5: uploads, each sending every new file of this run
-    for name in settings["UPLOAD_MODULES"]:
+    for name, worker in uploads.modules:
         purge_failure = unreachable.pop(name, None)
-        if not new:
+        outcome = uploads.outcome(name, worker)
+        if outcome is None:
             if purge_failure:
                 _fail(errors, purge_failure)
             continue
-        _, message, exc = _attempt("upload %s" % name, upload, ctx, name, new)
+        message, exc = outcome
         if purge_failure is None:
             if message:
                 _fail(errors, message)

@@ -265,6 +265,10 @@ PYTHON_EDITION = Group(
             meaning="Attempts of a failed upload after the first, each on a new connection."),
     Setting("UPLOAD_RETRY_WAIT", "float", 2, min=0, max=600,
             meaning="The wait before the first retry, in seconds (doubled at each attempt, at most 60)."),
+    Setting("UPLOAD_CONCURRENCY", "integer", 2, min=0, max=64,
+            meaning="How many upload modules send at once, each file as soon as it is made, while the "
+                    "backups go on (Bash upload modules: after the backups); 0: the original's order, "
+                    "every backup first, then one upload module after another."),
     Setting("NICE", "integer", None, min=-20, max=19, sample=10, shipped="commented",
             meaning="The niceness (CPU priority) of the nightly run and of every program it starts: "
                     "dar, dumps, compressors, ssh, hooks (19: the lowest priority; empty: unchanged)."),

@@ -23,6 +23,7 @@ A transport only moves bytes; this module decides what counts as done:
 import hashlib
 import os
 import sys
+import threading
 import time
 
 from pypackrat import log
@@ -210,6 +211,11 @@ class VerifyError(PackratError):
     pass
 
 
+class Cancelled(BaseException):
+    """The run is being stopped (SIGTERM) while an upload goes on: no fault
+    of the remote, never retried; the temporary copy is removed (upload())."""
+
+
 def _words(exc):
     """What an error says, for the operator: an OSError made without an
     errno (paramiko's NoValidConnectionsError) without its "[Errno None]"."""
@@ -218,11 +224,12 @@ def _words(exc):
     return str(exc) or type(exc).__name__
 
 
-def _retrying(remote, what, action, reconnect=True):
+def _retrying(remote, what, action, reconnect=True, cancel=None):
     """Run ``action()``; on an error ``remote.classify`` calls transient,
     reconnect and retry with backoff. Verification failures are retried too
     (a torn upload). ``reconnect=False`` where the action is the connection
-    itself."""
+    itself. Once ``cancel`` (a threading.Event) is set, nothing is retried
+    and the wait between attempts ends."""
     import tenacity
 
     settings = remote.settings
@@ -230,6 +237,8 @@ def _retrying(remote, what, action, reconnect=True):
     base = float(settings["UPLOAD_RETRY_WAIT"])
 
     def worth_retrying(exc):
+        if cancel is not None and cancel.is_set():
+            return False
         return isinstance(exc, VerifyError) or remote.classify(exc) == TRANSIENT
 
     def before_sleep(state):
@@ -249,6 +258,7 @@ def _retrying(remote, what, action, reconnect=True):
         retry=tenacity.retry_if_exception(worth_retrying),
         before_sleep=before_sleep,
         reraise=True,
+        **({"sleep": cancel.wait} if cancel is not None else {}),
     )
     try:
         return retry(action)
@@ -258,8 +268,11 @@ def _retrying(remote, what, action, reconnect=True):
         raise PackratError("%s: %s failed: %s" % (remote.describe(), what, _words(exc)))
 
 
-def upload(remote, local_path):
-    """Upload one file: temporary name, verify, rename; retried."""
+def upload(remote, local_path, cancel=None):
+    """Upload one file: temporary name, verify, rename; retried. Once
+    ``cancel`` (a threading.Event) is set, the transfer stops at its next
+    progress report (where the transport reports from the uploading thread)
+    or attempt, with Cancelled, and its temporary copy is removed."""
     name = os.path.basename(local_path)
     log.verbose("[%s] uploading %s" % (remote.name.upper(), name))
     if remote.ctx.dry_run:
@@ -267,15 +280,27 @@ def upload(remote, local_path):
         return
     target = name if "atomic_put" in remote.capabilities else name + PARTIAL
     progress = _Progress("%s %s" % (remote.name, name), os.path.getsize(local_path))
+    uploader = threading.get_ident()
+
+    def stop_if_cancelled():
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+
+    def report(done):
+        if threading.get_ident() == uploader:  # never raise in a transport's own thread
+            stop_if_cancelled()
+        progress(done)
 
     def attempt():
-        remote.put(local_path, target, progress)
+        stop_if_cancelled()
+        remote.put(local_path, target, report)
+        stop_if_cancelled()
         verify(remote, local_path, target)
         if target != name:
             remote.rename(target, name)
 
     try:
-        _retrying(remote, "upload of %s" % name, attempt)
+        _retrying(remote, "upload of %s" % name, attempt, cancel=cancel)
     except BaseException:
         _discard(remote, target)
         raise

@@ -106,3 +106,6 @@ def show_plan(ctx):
     for role, key in (("backup", "BACKUP_MODULES"), ("upload", "UPLOAD_MODULES")):
         for name in ctx.settings[key]:
             log.info("[dry run] %s" % plugins.resolve(ctx.settings, name, role).describe())
+    if not ctx.options.purge_only:  # the order of the night: which files go where, and when
+        for line in run.Uploads(ctx).plan():
+            log.info("[dry run] " + line)

@@ -293,7 +293,8 @@ def backup_target(ctx, target):
         except BaseException:
             discard(directory, temp)
             raise
-    if result is None:  # dry run
+    if result is None:  # dry run: the plan names what the uploads would send
+        ctx.made(os.path.join(directory, "%s.*.dar" % base))
         return []
     if result.code == 11:
         log.verbose("%s some files of %s changed while dar read them (dar exit 11); "
@@ -305,10 +306,13 @@ def backup_target(ctx, target):
         if line.strip() and not line.strip().startswith("---"):
             log.verbose("%s   %s" % (TAG, line.strip()))
     try:
-        return publish(directory, temp, base)
+        final = publish(directory, temp, base)
     except BaseException:
         discard(directory, temp)
         raise
+    for path in final:  # the uploads start on them while the next target is archived
+        ctx.made(path)
+    return final
 
 
 def backup(ctx):
