@@ -66,7 +66,7 @@ def expected_days(days, counts, today):
             | newest_per_period(days, counts.monthly, lambda x: (x.year, x.month)))
 
 
-def expected_kept(state, counts, age, today, first):
+def expected_kept(state, counts, age, today):
     """The archives ((day, master)) of one target a purge keeps, from
     ``state`` (the archives there): the young (at most ``age`` days), the
     chains that restore each day the count rules keep, the newest chain (its
@@ -137,7 +137,7 @@ def test_plan_keeps_whole_chains_of_the_kept_days(counts, keep_chains):
     left = [n for n in listing if n not in deleted]
 
     state = {(x, i == 0 or x.isoweekday() == 7) for i, x in enumerate(days)}
-    want = expected_kept(state, counts, 3, TODAY, days[0])
+    want = expected_kept(state, counts, 3, TODAY)
     got = {(d(n[len(P) + 1:len(P) + 9]), ".master." in n) for n in left if n.startswith(P)}
     assert got == want
     assert all(("%s-%s%s.2.dar" % (P, t(x), ".master" if m else "")) in left for x, m in want)
@@ -278,7 +278,7 @@ def test_gfs_120_nights_real_dar(penv, monkeypatch):
         # the purge runs before the night's backup: it sees yesterday's state
         for where, age in (("local", LOCAL_AGE), ("remote", REMOTE_AGE)):
             before = states[where]
-            kept = expected_kept(before, COUNTS, age, day, NIGHTS[0]) if before else set()
+            kept = expected_kept(before, COUNTS, age, day) if before else set()
             states[where] = kept | {(day, i == 0 or day.isoweekday() == 7)}
         assert archives_of(bk, p) == states["local"], t(day)
         assert archives_of(str(remote), p) == states["remote"], t(day)
@@ -305,7 +305,8 @@ def test_gfs_120_nights_real_dar(penv, monkeypatch):
     monkeypatch.delenv("PACKRAT_DATE")
     proc = penv.run("-n", "-P", date=t(last + datetime.timedelta(days=1)), check=0)
     out = proc.stdout + proc.stderr
-    assert "[dry run] purge keeps %s-%s.1.dar in %s: daily 5 of 5" % (p, t(last - datetime.timedelta(days=4)), bk) in out
+    fifth = t(last - datetime.timedelta(days=4))
+    assert "[dry run] purge keeps %s-%s.1.dar in %s: daily 5 of 5" % (p, fifth, bk) in out
     assert "monthly 2026-08 (3 of 3)" in out and "master of a kept day" in out, out
     proc = penv.run("list", date=t(last), check=0)
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip().startswith("20")}
@@ -313,3 +314,18 @@ def test_gfs_120_nights_real_dar(penv, monkeypatch):
     assert rows["20260830"].endswith("master of a kept day")
     # after the night's backup, the 28th is left to the remote's age rule
     assert rows["20260928"].endswith("BACKUP_DIR: a purge deletes it; local: within %d days" % REMOTE_AGE)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("value", ["-1", "x", "1.5"])
+def test_a_bad_count_is_one_line_naming_the_setting(tmp_path, value):
+    import subprocess
+    from tests.conftest import PACKRAT
+    config = tmp_path / "packrat.conf"
+    config.write_text("ADMIN_EMAIL=\nBACKUP_DIR=%s\nBACKUP_MODULES=()\nPURGE_LOCAL_ARCHIVES=3\n"
+                      "PURGE_REMOTE_ARCHIVES=3\nHOSTNAME=h\nLOCK_FILE=%s\nPURGE_KEEP_MONTHLY=%s\n"
+                      % (tmp_path, tmp_path / "lock", value))
+    proc = subprocess.run([PACKRAT, "-c", str(config), "-n"], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr == "%s: PURGE_KEEP_MONTHLY='%s': must be a whole number >= 0 (digits 0-9)\n" \
+        % (config, value), proc.stderr
