@@ -329,3 +329,17 @@ def test_a_bad_count_is_one_line_naming_the_setting(tmp_path, value):
     assert proc.returncode == 1
     assert proc.stderr == "%s: PURGE_KEEP_MONTHLY='%s': must be a whole number >= 0 (digits 0-9)\n" \
         % (config, value), proc.stderr
+
+
+@pytest.mark.fast
+def test_full_archives_stand_alone():
+    """FS_INCREMENTAL=no: every archive is a full one (no master), a kept day
+    keeps its archive alone."""
+    days = span(TODAY - datetime.timedelta(days=60), TODAY)
+    listing = ["%s-%s.1.dar" % (P, t(x)) for x in days]
+    for keep_chains in (True, False):
+        left = set(listing) - set(plan(listing, 0, NOW, keep_chains, whole_chain=False,
+                                       counts=Counts(3, 2, 2)))
+        assert {d(n[len(P) + 1:len(P) + 9]) for n in left} == \
+            expected_days(days, Counts(3, 2, 2), TODAY) == {
+                TODAY, d("20260929"), d("20260928"), d("20260927"), d("20260831")}
