@@ -169,16 +169,19 @@ def test_dry_run_shows_which_files_go_where(penv, tmp_path):
     assert os.listdir(nas) == [] and os.listdir(penv.backup_dir) == []
 
 
+# openssh: scp moves the bytes, a program of the worker's, stopped with it; so
+# slow (50 KB/s) that a run that waited for it would outlast its 60 s for the workers
+@pytest.mark.parametrize("client, bwlimit", [("paramiko", 8000), ("openssh", 400)])
 def test_sigterm_during_overlapped_uploads_removes_every_temporary_file_and_mails_once(
-        penv, smtp, tmp_path, sshd):
+        penv, smtp, tmp_path, sshd, client, bwlimit):
     nas = tmp_path / "nas"
     nas.mkdir()
     one = source(tmp_path, "one", 4 << 20)
     bash_module(penv, "slow", '  sleep 300 &\n  wait')
-    # the ssh upload crawls (1 MB/s), the local one is done at once
+    # the ssh upload crawls, the local one is done at once
     penv.write(BACKUP_MODULES=["filesystem", "slow"], FS_TARGETS=[one], FS_COMPRESSION="none",
                UPLOAD_MODULES=["local", "ssh"], LOCAL_DIR=str(nas),
-               **sshd.settings(SSH_CLIENT="paramiko", SSH_BWLIMIT=8000))
+               **sshd.settings(SSH_CLIENT=client, SSH_BWLIMIT=bwlimit))
     partial = os.path.join(sshd.root, first_slice(one) + ".partial")
     proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PACKRAT_DATE=TODAY))
@@ -195,6 +198,7 @@ def test_sigterm_during_overlapped_uploads_removes_every_temporary_file_and_mail
             proc.wait()
     assert proc.returncode == 143, err
     assert "Traceback" not in err
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _names(int(p), partial)]
     assert len(smtp.messages) == 1 and "stopped (SIGTERM)" in smtp.bodies()[0]
     # nothing temporary left, locally or remotely; the ssh upload never got its final name
     assert [n for n in os.listdir(sshd.root)] == []
@@ -203,3 +207,13 @@ def test_sigterm_during_overlapped_uploads_removes_every_temporary_file_and_mail
     assert sorted(os.listdir(penv.backup_dir)) == [first_slice(one)]
     sshd.wait_sessions_gone()
     assert sshd.sessions() == []
+
+
+
+def _names(pid, path):
+    """Whether process ``pid`` has ``path`` in its argv (an scp left behind)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            return path.encode() in fh.read()
+    except OSError:
+        return False
