@@ -12,6 +12,9 @@ import pytest
 from pypackrat import config, run
 from pypackrat.context import Context, Options
 from tests.conftest import PACKRAT
+from tests.databases import db_settings, engine, server  # noqa: F401
+from tests.servers.mariadb import mariadb_server  # noqa: F401
+from tests.servers.postgres import postgres_server  # noqa: F401
 from tests.servers.sshd import sshd, sshd_server  # noqa: F401
 
 TODAY = "20261126"
@@ -112,6 +115,27 @@ def test_a_backup_failure_mid_night_still_uploads_what_was_made_before_and_after
     assert errors == ["backup module broken: the disk is on fire"]
     made = made_files(ctx)
     assert [os.path.basename(p) for p in made] == [first_slice(one), "testhost-late-%s.bin" % TODAY]
+    assert sent(ctx, "local") == made
+    assert sorted(os.listdir(nas)) == sorted(os.path.basename(p) for p in made)
+
+
+def test_each_dump_is_handed_over_as_it_is_made_a_failed_one_between(penv, tmp_path, engine, server,
+                                                                      monkeypatch):
+    """The database modules hand over each dump at once (ctx.made), during
+    the module; a database that fails between two others stops neither."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    first, last = server.new_database("first"), server.new_database("last")
+    server.fill(first, 20)
+    server.fill(last, 20)
+    db_settings(penv, engine, server, [first, "no_such_database", last])
+    ctx, errors = nightly(penv, monkeypatch, UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas))
+    assert len(errors) == 1 and "no_such_database" in errors[0], errors
+    made = made_files(ctx)
+    assert [os.path.basename(p) for p in made] == [
+        "testhost-%s-%s-%s.sql.bz2" % (engine, db, TODAY) for db in (first, last)]
+    (end, _), = events(ctx, "backup ended", engine)
+    assert all(i < end for i, _ in events(ctx, "made"))  # handed over during the module
     assert sent(ctx, "local") == made
     assert sorted(os.listdir(nas)) == sorted(os.path.basename(p) for p in made)
 
