@@ -215,7 +215,7 @@ def _main(opts):
     try:
         settings = config.load(path, overrides(opts), output=output)
     except ConfigError as exc:
-        problems = [_one_line(log.mask(line)) for line in exc.problems]
+        problems = [log.one_line(log.mask(line)) for line in exc.problems]
         for line in problems:
             sys.stderr.write(line + "\n")
         _check_json(opts, path, problems, getattr(exc, "settings", None))
@@ -225,13 +225,13 @@ def _main(opts):
         return 1
     except PackratError as exc:
         sys.stderr.write("packrat: %s\n" % log.mask(exc))
-        _check_json(opts, path, ["packrat: %s" % _one_line(log.mask(exc))])
+        _check_json(opts, path, ["packrat: %s" % log.one_line(log.mask(exc))])
         return 1
     try:
         ctx = Context(settings, opts)
     except PackratError as exc:
         sys.stderr.write("packrat: %s\n" % log.mask(exc))
-        _check_json(opts, path, ["packrat: %s" % _one_line(log.mask(exc))], settings)
+        _check_json(opts, path, ["packrat: %s" % log.one_line(log.mask(exc))], settings)
         return 1
     if not opts.action and not opts.dry_run:  # the nightly run's lines go to LOG too
         _open_log(settings)
@@ -264,11 +264,6 @@ def _open_log(settings):
     except PackratError as exc:
         log.warn("Warning: %s: %s; this run's lines go to the terminal and the mail only"
                  % (settings.where("LOG"), exc))
-
-
-def _one_line(text):
-    """A message as one line: control characters shown as escapes."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
 
 
 def _unattended(opts):

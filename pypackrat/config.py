@@ -901,7 +901,7 @@ def requirements(settings):
         lines.append("%s: SMTP_CA=%s: no such readable file: the failure mail cannot be sent"
                      % (settings.where("SMTP_CA"), ca))
     from pypackrat import plugins
-    return lines + plugins.requirements(settings)
+    return [log.one_line(line) for line in lines + plugins.requirements(settings)]
 
 
 _CLOSEST = {}

@@ -49,6 +49,12 @@ def printable(text):
     return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
+def one_line(text):
+    """A message as one line: control characters, line breaks included,
+    shown as escapes (a value with a line break stays in its line)."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+
+
 class MaskFilter(logging.Filter):
     """Masks a record's text with the run's secrets and makes its control
     characters visible. Installed on the logger and on each of its handlers

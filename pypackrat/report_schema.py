@@ -327,13 +327,8 @@ def main(argv):
     if argv[:1] != ["readme"]:
         print("usage: python -m pypackrat.report_schema readme [README.md]")
         return 2
-    path = argv[1] if len(argv) > 1 else "README.md"
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    new = readme(text)
-    if new != text:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(new)
+    from pypackrat.settings import rewrite
+    rewrite(argv[1] if len(argv) > 1 else "README.md", readme)
     return 0
 
 

@@ -600,6 +600,17 @@ def marked_keys(text):
     return [key for m in _MARKED.finditer(text) for key in m.group(2).split()]
 
 
+def rewrite(path, render):
+    """Write ``render(text)`` over the file ``path`` when it differs (the
+    README's generated tables: this module's and report_schema's)."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    new = render(text)
+    if new != text:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(new)
+
+
 def main(argv):
     usage = "usage: python -m pypackrat.settings conf | spec | readme [README.md]"
     if argv[:1] == ["conf"]:
@@ -607,13 +618,7 @@ def main(argv):
     elif argv[:1] == ["spec"]:
         print("\n".join(spec_lines()))
     elif argv[:1] == ["readme"]:
-        path = argv[1] if len(argv) > 1 else "README.md"
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        new = readme(text)
-        if new != text:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(new)
+        rewrite(argv[1] if len(argv) > 1 else "README.md", readme)
     else:
         print(usage)
         return 2
