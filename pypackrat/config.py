@@ -900,7 +900,14 @@ def requirements(settings):
     if ca and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
         lines.append("%s: SMTP_CA=%s: no such readable file: the failure mail cannot be sent"
                      % (settings.where("SMTP_CA"), ca))
-    from pypackrat import plugins
+    from pypackrat import monitor, plugins
+    url = settings.get("PING_URL")
+    if url and monitor.ping_problem(url):  # the run goes on without pings: a warning, the URL unshown
+        lines.append("%s: PING_URL %s; no ping is sent" % (settings.where("PING_URL"), monitor.ping_problem(url)))
+    metrics = settings.get("METRICS_FILE")
+    if metrics and not metrics.startswith("/"):
+        lines.append("%s: METRICS_FILE=%s: not an absolute path: the metrics are not written"
+                     % (settings.where("METRICS_FILE"), metrics))
     return [log.one_line(line) for line in lines + plugins.requirements(settings)]
 
 

@@ -80,7 +80,9 @@ def test_pre_hook_75_skips_the_night_without_failing(penv, tmp_path, smtp):
     nas = small_backup(penv, tmp_path, PRE_BACKUP_COMMAND=["bash", "-c", "exit 75"],
                        POST_BACKUP_COMMAND=["touch", str(tmp_path / "post-ran")],
                        ON_ERROR_COMMAND=["touch", str(tmp_path / "error-ran")])
-    proc = penv.run(date=day(0), check=0)
+    quiet = penv.run(date=day(0), check=0)
+    assert quiet.stdout == ""  # under cron: no output, no cron mail for a skipped night
+    proc = penv.run("-v", date=day(0), check=0)
     assert "skipped" in proc.stdout
     assert os.listdir(penv.backup_dir) == [] and os.listdir(nas) == []
     assert not (tmp_path / "post-ran").exists() and not (tmp_path / "error-ran").exists()

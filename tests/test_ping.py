@@ -134,6 +134,9 @@ def test_a_bad_url_fails_the_run_and_is_never_shown(penv, tmp_path, smtp, url, w
     assert "packrat.conf: PING_URL " in proc.stderr and why in proc.stderr
     assert UUID not in proc.stdout + proc.stderr + "".join(smtp.bodies())
     assert any(day(0) in p.name for p in penv.backup_dir.iterdir())  # the backup still ran
+    check = penv.run("check", check=0)  # check warns of it beforehand, the URL unshown
+    assert "packrat.conf: PING_URL " in check.stderr and why in check.stderr
+    assert UUID not in check.stdout + check.stderr
 
 
 def test_dry_run_does_not_ping(penv, tmp_path, recorder):

@@ -48,7 +48,7 @@ def night(ctx):
     try:
         failed = hooks.pre(ctx)
     except hooks.Skip:
-        log.info("PRE_BACKUP_COMMAND exited with status 75: tonight's run is skipped")
+        log.verbose("PRE_BACKUP_COMMAND exited with status 75: tonight's run is skipped")
         return None
     if failed:  # before anything is made, the purge included
         log.error(failed)
