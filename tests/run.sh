@@ -64,4 +64,7 @@ if ! current "$stamp" && { [ -z "$fast" ] || ! current "$fast_stamp"; }; then
 fi
 
 export PATH="$VENV/bin:$PATH:/usr/sbin:/sbin"
+# The conformance suite is strict unless told otherwise: a skip that no
+# capability the module lacks justifies is a failure (tests/test_upload_conformance.py).
+export PACKRAT_STRICT_CONFORMANCE="${PACKRAT_STRICT_CONFORMANCE-1}"
 exec "$VENV/bin/python" -m pytest "$@"

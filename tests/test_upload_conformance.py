@@ -12,7 +12,8 @@ declares beside itself, in ``CONFORMANCE``, how it meets its test server
 below. A test is skipped only for a capability the module does not declare
 (the reason names it); any other skip (a module without an entry, an entry
 lacking what a declared capability needs) fails under
-PACKRAT_STRICT_CONFORMANCE=1, which CI sets (.ci/run).
+PACKRAT_STRICT_CONFORMANCE=1, which tests/run.sh sets unless it is set (so CI's
+.ci/run, the README's command, is strict; =0 relaxes it).
 """
 import datetime
 import importlib
