@@ -86,6 +86,19 @@ class PackratEnv:
 
 
 @pytest.fixture(scope="session")
+def fresh_install(tmp_path_factory):
+    """install.sh on an empty root (DESTDIR), as the quick start runs it:
+    the session's one real pip install. The other install tests copy its
+    Python package first; install.sh, finding its stamp (same source, same
+    python), skips pip. Returns (DESTDIR, the CompletedProcess)."""
+    dest = tmp_path_factory.mktemp("fresh-install") / "stage"
+    proc = subprocess.run([os.path.join(ROOT, "install.sh")], capture_output=True, text=True,
+                          env=dict(os.environ, DESTDIR=str(dest)))
+    assert proc.returncode == 0, proc.stderr
+    return dest, proc
+
+
+@pytest.fixture(scope="session")
 def smtp_server():
     yield from serve(SmtpServer())
 

@@ -36,10 +36,10 @@ def wants(root):
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory):
+def fresh(tmp_path_factory, fresh_install):
     root = tmp_path_factory.mktemp("fresh")
     (root / "backup").mkdir()
-    proc = install(root)
+    proc = install(root, lib_from=fresh_install[0])  # its Python package: no second pip install
     return root, proc
 
 
