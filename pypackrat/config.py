@@ -901,9 +901,7 @@ def requirements(settings):
         lines.append("%s: SMTP_CA=%s: no such readable file: the failure mail cannot be sent"
                      % (settings.where("SMTP_CA"), ca))
     from pypackrat import monitor, plugins
-    url = settings.get("PING_URL")
-    if url and monitor.ping_problem(url):  # the run goes on without pings: a warning, the URL unshown
-        lines.append("%s: PING_URL %s; no ping is sent" % (settings.where("PING_URL"), monitor.ping_problem(url)))
+    lines += filter(None, [monitor.ping_warning(settings)])  # the run goes on without pings
     metrics = settings.get("METRICS_FILE")
     if metrics and not metrics.startswith("/"):
         lines.append("%s: METRICS_FILE=%s: not an absolute path: the metrics are not written"

@@ -242,16 +242,22 @@ def protect(ctx):
         log.add_secret(url)
 
 
+def ping_warning(settings):
+    """The line saying PING_URL is set but unusable (the URL unshown), or
+    None: the run's failure message, and `check`'s warning beforehand."""
+    url = settings.get("PING_URL", "")
+    problem = url and ping_problem(url)
+    if problem:
+        return "%s: PING_URL %s; no ping is sent" % (settings.where("PING_URL"), problem)
+    return None
+
+
 def check_ping(ctx):
     """The run's failure message when PING_URL is set but unusable, or None."""
     url = ctx.settings.get("PING_URL", "")
-    if not url:
-        return None
-    log.add_secret(url)
-    problem = ping_problem(url)
-    if problem:
-        return "%s: PING_URL %s; no ping is sent" % (ctx.settings.where("PING_URL"), problem)
-    return None
+    if url:
+        log.add_secret(url)
+    return ping_warning(ctx.settings)
 
 
 def tail(lines=None):

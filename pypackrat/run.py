@@ -139,8 +139,8 @@ def owner(ctx, remote=False):
     of any host on a remote with PURGE_REMOTE_ALL_HOSTS."""
     settings, host = ctx.settings, ctx.hostname
     prefixes = [archive_prefix(host, t) for t in settings["FS_TARGETS"]]
-    bash = [m for m in settings["BACKUP_MODULES"]
-            if getattr(plugins.resolve(settings, m, "backup"), "owns_names", lambda: True)()]
+    resolved = [(m, plugins.resolve(settings, m, "backup")) for m in settings["BACKUP_MODULES"]]
+    bash = [m for m, module in resolved if module is None or module.owns_names()]
     return retention.Owner(host, prefixes, bash, settings["PURGE_PATTERNS"],
                            any_host=remote and settings["PURGE_REMOTE_ALL_HOSTS"])
 
