@@ -12,6 +12,7 @@ digest of the data (not with KMS): a single-part object's MD5, or a
 multipart object's MD5 of its parts' MD5s, computed over the local file in
 parts of the object's own part size.
 """
+import functools
 import math
 import os
 import re
@@ -42,6 +43,10 @@ MULTIPART_THRESHOLD = 8 * MiB  # boto3's own default
 MIN_PART = 8 * MiB  # boto3's own default
 MAX_PARTS = 10000
 BATCH = 1000  # keys per DeleteObjects request
+# parts in flight at once (boto3's default is 10): each costs the process
+# about 3 MiB, and 4 fill a link as well on this machine (BENCHMARKS.md:
+# the s3 upload against boto3's default, and bench/night's peak RSS)
+CONCURRENCY = 4
 STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
                    "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE")
 
@@ -137,6 +142,16 @@ def check(settings):
     return problems
 
 
+@functools.lru_cache(maxsize=1)
+def _models():
+    """botocore's loader of service models, one per process: a client made
+    from a new session loads them again (about 13 MiB each), and a run opens
+    the remote twice (the purge, then the upload). The sessions themselves
+    stay one per connection, so the credential chain is read each time."""
+    import botocore.loaders
+    return botocore.loaders.create_loader()
+
+
 def multipart_etag(path, part):
     """The ETag S3 gives an object uploaded in parts of ``part`` bytes: the
     MD5 of the concatenated binary MD5s of the parts, then ``-N``."""
@@ -220,16 +235,19 @@ class Remote(Transport):
     def open(self):
         import boto3
         import botocore.config
+        import botocore.session
         import botocore.exceptions as be
 
         s = self.settings
-        session = boto3.session.Session(
-            aws_access_key_id=s["S3_ACCESS_KEY"] or None,
-            aws_secret_access_key=s["S3_SECRET_KEY"] or None,
-            region_name=self.region)
         config = botocore.config.Config(
             retries={"mode": "standard", "max_attempts": 3},
             connect_timeout=30, read_timeout=120, max_pool_connections=10)
+        core = botocore.session.Session()
+        core.register_component("data_loader", _models())
+        session = boto3.session.Session(
+            aws_access_key_id=s["S3_ACCESS_KEY"] or None,
+            aws_secret_access_key=s["S3_SECRET_KEY"] or None,
+            region_name=self.region, botocore_session=core)
         self.client = session.client("s3", endpoint_url=self.endpoint, config=config)
         try:
             self.client.head_bucket(Bucket=self.bucket)
@@ -276,7 +294,7 @@ class Remote(Transport):
     def transfer_config(self, size):
         from boto3.s3.transfer import TransferConfig
         return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                              multipart_chunksize=part_size(size), max_concurrency=10)
+                              multipart_chunksize=part_size(size), max_concurrency=CONCURRENCY)
 
     def put(self, local_path, remote_name, progress=None):
         client = self._conn()
