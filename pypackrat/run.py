@@ -256,9 +256,14 @@ def connected(ctx, module):
         remote.__exit__(None, None, None)
 
 
-def purge_remote(ctx, name, days):
+def purge_remote(ctx, name, days, keep=None):
+    """Purge upload module ``name``'s remote. ``keep``: a function that
+    takes the connection once the purge is done (``keep(remote, closer)``,
+    closer an ExitStack that closes it): the module's upload worker sends
+    the night's files over it, one connection per module and run."""
     module = plugins.resolve(ctx.settings, name, "upload")
-    with connected(ctx, module) as remote:
+    with contextlib.ExitStack() as connection:
+        remote = connection.enter_context(connected(ctx, module))
         log.verbose("Purging remote archives older than %d days on %s" % (days, remote.describe()))
         mine = owner(ctx, remote=True)
         listed = transfer.listing(remote)
@@ -281,6 +286,8 @@ def purge_remote(ctx, name, days):
         for victim in victims:
             log.verbose("Deleting %s from %s" % (victim, remote.describe()))
         transfer.delete_many(remote, leftovers + victims)  # one connection, batched where it can
+        if keep is not None:
+            keep(remote, connection.pop_all())
 
 
 def stale_partials(ctx, names):
@@ -371,23 +378,36 @@ def _step(errors, what, function, *args):
     return result
 
 
+def _capabilities(ctx, name):
+    """The capabilities of upload module ``name``'s remote (none where it
+    cannot be resolved: it fails in upload(), as before)."""
+    try:
+        module = plugins.resolve(ctx.settings, name, "upload")
+        return module.remote(ctx).capabilities if module is not None else frozenset()
+    except Exception:
+        return frozenset()
+
+
 def _streams(ctx, name):
     """Whether upload module ``name`` takes its files one at a time, as they
     are made: its remote moves the bytes itself (the "transfer" capability,
     the Python modules). A Bash upload module's contract is the whole
-    NEW_BACKUPS list at once, after the backups; a module that cannot be
-    resolved fails in upload(), as before."""
-    try:
-        module = plugins.resolve(ctx.settings, name, "upload")
-        return module is not None and "transfer" in module.remote(ctx).capabilities
-    except Exception:
-        return False
+    NEW_BACKUPS list at once, after the backups."""
+    return "transfer" in _capabilities(ctx, name)
+
+
+# while an upload worker waits (for the next file, or for its turn), its
+# connection gets a keep-alive this often: an idle FTP session is closed by
+# its server after a few minutes (vsftpd: 300 s), an idle SSH connection by
+# a firewall's NAT table, while a long backup runs
+KEEPALIVE = 60
 
 
 class _Worker:
     """One streaming upload module for the night: a thread that sends the
-    files of its queue in the order they came, over one connection (opened
-    at its first file, kept to the end). After a failed file it sends no
+    files of its queue in the order they came, over one connection: the
+    purge's (adopt()), or one opened at its first file; kept to the end,
+    and kept alive while the backups run. After a failed file it sends no
     more (as the one-after-another order did); its failure is reported at
     the end of the run with the others."""
 
@@ -397,11 +417,38 @@ class _Worker:
         self.files = []          # every file given, in order
         self.message = self.error = None
         self.step = None         # monitor.Step, once it has a file
+        self.adopted = None      # (remote, its closer): the purge's connection
         self.thread = threading.Thread(target=self._run, name="packrat-upload-%s" % name, daemon=True)
+
+    def adopt(self, remote, closer):
+        """The purge's open connection, for this worker's files (before start())."""
+        self.adopted = (remote, closer)
 
     def give(self, path):
         self.files.append(path)
         self.queue.put(path)
+
+    @staticmethod
+    def _keepalive(remote):
+        if remote is None:
+            return
+        try:
+            remote.keepalive()
+        except Exception as exc:  # the next upload reconnects (transfer's retries)
+            log.verbose("%s: keep-alive failed: %s" % (remote.describe(), exc))
+
+    def _next(self, remote):
+        """The next file of the queue (None: the end), the connection kept alive meanwhile."""
+        while True:
+            try:
+                return self.queue.get(timeout=KEEPALIVE)
+            except queue.Empty:
+                self._keepalive(remote)
+
+    def _turn(self, remote):
+        """Wait for one of the UPLOAD_CONCURRENCY slots, keeping the connection alive."""
+        while not self.uploads.slots.acquire(timeout=KEEPALIVE):
+            self._keepalive(remote)
 
     def close(self):
         self.queue.put(None)
@@ -421,13 +468,18 @@ class _Worker:
         record = monitor.record_of(ctx)
         module = plugins.resolve(ctx.settings, self.name, "upload")
         remote = None
+        if self.adopted is not None:
+            remote, closer = self.adopted
+            self.adopted = None
+            connection.enter_context(closer)
         while True:
-            path = self.queue.get()
+            path = self._next(None if self.message else remote)
             if path is None or cancel.is_set():
                 return
             if self.message:
                 continue  # failed: the rest is not sent
-            with self.uploads.slots:  # at most UPLOAD_CONCURRENCY modules send at once
+            self._turn(remote)
+            try:  # at most UPLOAD_CONCURRENCY modules send at once
                 if cancel.is_set():
                     return
                 started = time.time()
@@ -446,6 +498,8 @@ class _Worker:
                     record.event("upload failed" if self.message else "upload ended", self.name, path)
                 finally:
                     self.step.seconds += time.time() - started
+            finally:
+                self.uploads.slots.release()
 
 
 class Uploads:
@@ -489,6 +543,17 @@ class Uploads:
             lines.append("uploads: %s get%s every new file after the backups, one module after another"
                          % (", ".join(later), "s" if len(later) == 1 else ""))
         return lines
+
+    def keeper(self, name):
+        """Where the purge of module ``name`` leaves its open connection:
+        its worker's adopt(), where the remote holds a network connection
+        (the "reconnect" capability: ssh, ftp, s3; a local directory is
+        looked at again by its upload); None for a module without a worker
+        (its upload comes after the backups, over a connection of its own)."""
+        worker = dict(self.modules).get(name)
+        if worker is None or "reconnect" not in _capabilities(self.ctx, name):
+            return None
+        return worker.adopt
 
     def start(self):
         for worker in self.workers:
@@ -588,12 +653,14 @@ def nightly(ctx):
     if not ctx.dry_run:  # what runs killed before their end left: .packrat-tmp-PID-*, private dirs
         temp.sweep_stale(ctx.backup_dir)
 
-    # 1, 2: purge, local then remote
+    # 1, 2: purge, local then remote; a module's upload worker keeps the
+    # purge's connection (one connection per module and run)
+    uploads = None if options.purge_only else Uploads(ctx)
     _step(errors, "purge local", purge_local, ctx, settings["PURGE_LOCAL_ARCHIVES"])
     unreachable = {}  # upload module -> its purge's connection failure, reported once below
     for name in settings["UPLOAD_MODULES"]:
         _, message, exc = _attempt("purge %s" % name, purge_remote, ctx, name,
-                                   settings["PURGE_REMOTE_ARCHIVES"])
+                                   settings["PURGE_REMOTE_ARCHIVES"], uploads and uploads.keeper(name))
         if isinstance(exc, Unreachable) and not options.purge_only:
             unreachable[name] = message
             log.verbose("%s (no purge; the upload will try to connect again)" % message)
@@ -605,7 +672,6 @@ def nightly(ctx):
 
     # 4, 5: backups (or the files of -U DATE); each new file goes to the
     # upload modules as soon as it is made (Uploads)
-    uploads = Uploads(ctx)
     uploads.start()
     try:
         if options.upload_date:

@@ -69,6 +69,10 @@ class Lister:
         self.close()
         self.open()
 
+    def keepalive(self):
+        """Keep an idle connection open (an upload worker waiting for the
+        next file calls this every run.KEEPALIVE seconds); nothing by default."""
+
     def __enter__(self):
         _retrying(self, "connection", self.open, reconnect=False)
         return self

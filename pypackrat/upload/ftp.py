@@ -141,6 +141,12 @@ class Remote(Transport):
             raise PackratError("%s: cannot use the directory %s: %s" % (self.describe(), self.directory, exc))
         self.session = session
 
+    def keepalive(self):
+        """NOOP: a server closes a session idle for a few minutes (vsftpd's
+        idle_session_timeout, 300 s; pyftpdlib's timeout, 300 s)."""
+        if self.session is not None:
+            self.session.voidcmd("NOOP")
+
     def close(self):
         if self.session is not None:
             try:
@@ -172,6 +178,9 @@ class Remote(Transport):
         with open(local_path, "rb", buffering=0) as fh, self._transfer():
             size = os.fstat(fh.fileno()).st_size
             view = memoryview(bytearray(CHUNK))
+            # binary: a listing before (the purge's, on this same session)
+            # left the session in ASCII, where a server may rewrite line ends
+            session.voidcmd("TYPE I")
             conn = session.transfercmd("STOR " + remote_name)
             try:
                 if not isinstance(conn, ssl.SSLSocket):  # TLS retries EAGAIN forever: it keeps Python's timeout

@@ -344,6 +344,12 @@ class Remote(transfer.Transport):
                     pass
         return self._askpass
 
+    def keepalive(self):
+        """A keep-alive request, as OpenSSH's ServerAliveInterval sends (no reply awaited)."""
+        transport = self.client.get_transport() if self.client is not None else None
+        if transport is not None and transport.is_active():
+            transport.global_request("keepalive@openssh.com", wait=False)
+
     def close(self):
         for thing in (self.sftp, self.client):
             if thing is not None:
