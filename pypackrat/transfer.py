@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import CancelledError
 
 from pypackrat import log
 from pypackrat.core.temp import PARTIAL, temporary_name
@@ -220,6 +221,15 @@ class Cancelled(BaseException):
     of the remote, never retried; the temporary copy is removed (upload())."""
 
 
+class Stopping(CancelledError):
+    """Cancelled, raised in a transport's own thread (boto3's transfer
+    threads call the progress report): an ordinary Exception, which those
+    threads catch and record, ending their transfer as failed with their
+    own clean-up (s3transfer aborts a multipart upload); botocore passes a
+    CancelledError on unwrapped and never retries it. The uploading thread
+    turns the failure into Cancelled (upload())."""
+
+
 def _words(exc):
     """What an error says, for the operator: an OSError made without an
     errno (paramiko's NoValidConnectionsError) without its "[Errno None]"."""
@@ -275,8 +285,11 @@ def _retrying(remote, what, action, reconnect=True, cancel=None):
 def upload(remote, local_path, cancel=None):
     """Upload one file: temporary name, verify, rename; retried. Once
     ``cancel`` (a threading.Event) is set, the transfer stops at its next
-    progress report (where the transport reports from the uploading thread)
-    or attempt, with Cancelled, and its temporary copy is removed."""
+    progress report or attempt, with Cancelled, and its temporary copy is
+    removed. A report made in the uploading thread raises Cancelled; one
+    made in a thread of the transport's own (boto3's part uploads) raises
+    Stopping there, which ends the transfer as a failure; a failure while
+    ``cancel`` is set becomes Cancelled."""
     name = os.path.basename(local_path)
     log.verbose("[%s] uploading %s" % (remote.name.upper(), name))
     if remote.ctx.dry_run:
@@ -291,8 +304,10 @@ def upload(remote, local_path, cancel=None):
             raise Cancelled()
 
     def report(done):
-        if threading.get_ident() == uploader:  # never raise in a transport's own thread
-            stop_if_cancelled()
+        if cancel is not None and cancel.is_set():
+            if threading.get_ident() == uploader:
+                raise Cancelled()
+            raise Stopping("the run is being stopped")  # never a BaseException in a transport's thread
         progress(done)
 
     def attempt():
@@ -305,8 +320,10 @@ def upload(remote, local_path, cancel=None):
 
     try:
         _retrying(remote, "upload of %s" % name, attempt, cancel=cancel)
-    except BaseException:
+    except BaseException as exc:
         _discard(remote, target)
+        if cancel is not None and cancel.is_set() and not isinstance(exc, Cancelled):
+            raise Cancelled() from exc  # stopped mid-transfer (Stopping, a socket shut...)
         raise
     finally:
         progress.finish()

@@ -12,6 +12,7 @@ by ftputil's session factory with an explicit path encoding (UTF-8).
 import contextlib
 import os
 import re
+import time
 
 from pypackrat import log
 from pypackrat.errors import PackratError
@@ -38,6 +39,7 @@ ENCODING = "utf-8"
 BLOCK = 1 << 20  # bytes per read of a download
 CHUNK = 256 << 10  # bytes per write of an upload
 TIMEOUT = 120
+POLL = 1  # seconds an upload's write waits for room before it looks up (a stop, a stall)
 # the HASH command's algorithms (draft-bryan-ftpext-hash: FileZilla Server,
 # ProFTPD's mod_digest...) as hashlib names, the preferred first
 HASHES = (("SHA-256", "sha256"), ("SHA-512", "sha512"), ("SHA-1", "sha1"), ("MD5", "md5"))
@@ -88,6 +90,64 @@ def _kernel_timeouts(conn, seconds):
     timeval = struct.pack("ll", int(seconds), 0)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+
+
+def _queued(conn):
+    """The bytes in the kernel's send queue of ``conn`` (SIOCOUTQ), or None."""
+    import fcntl
+    import struct
+    import termios
+    try:
+        return struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    except (OSError, ValueError):
+        return None
+
+
+def _send(conn, data, progress, done):
+    """Write ``data`` (a memoryview) to a data connection whose writes give
+    up after POLL seconds without room (_kernel_timeouts; TLS: Python's
+    timeout). At full speed that is one write a chunk; on a slow or stalled
+    link the upload gets control back every POLL seconds: it reports
+    ``progress(done + sent)``, which raises when the run is being stopped
+    (SIGTERM), and gives up (TimeoutError, transient) once the server has
+    taken nothing for TIMEOUT seconds: no write went through and the
+    kernel's send queue did not move (a TLS write, or a plain one waiting
+    for the kernel to empty part of a full buffer, can take longer than
+    POLL over a slow link that still carries bytes)."""
+    sent, since, queue = 0, time.monotonic(), None
+    while True:
+        try:
+            n = conn.send(data[sent:])
+        except BlockingIOError:  # the kernel's EAGAIN after SO_SNDTIMEO
+            n = 0
+        except TimeoutError as exc:
+            if exc.errno:  # the kernel's ETIMEDOUT: the link is gone
+                raise
+            n = 0  # TLS: Python's timeout (the write is repeated with the same bytes)
+        sent += n
+        if sent >= len(data):
+            return
+        now = time.monotonic()
+        before, queue = queue, (None if n else _queued(conn))
+        if n or (before is not None and queue != before):
+            since = now
+        elif now - since >= TIMEOUT:
+            raise TimeoutError("the server took no data for %d seconds" % TIMEOUT)
+        if progress:
+            progress(done + sent)
+
+
+def _abort(conn):
+    """Close a data connection whose transfer failed or is being stopped
+    with a reset (SO_LINGER 0): the bytes still queued in the kernel (up to
+    megabytes) are not sent on over a slow link, and the server stops at
+    once."""
+    import socket
+    import struct
+    with contextlib.suppress(OSError, ValueError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        conn.close()
 
 
 class Remote(Transport):
@@ -166,13 +226,17 @@ class Remote(Transport):
     # -- data ---------------------------------------------------------------------
     def put(self, local_path, remote_name, progress=None):
         """STOR, the file read into one reused buffer and written to the
-        data connection with sendall, 256 KiB a time (no per-byte work in
-        Python); without TLS, on a blocking socket whose timeout is the
-        kernel's (SO_SNDTIMEO): each write then queues its whole chunk at once.
+        data connection 256 KiB a time (no per-byte work in Python); without
+        TLS, on a blocking socket whose timeout is the kernel's
+        (SO_SNDTIMEO): each write then queues its whole chunk at once.
         Measured on loopback against a pyftpdlib server, which is what
         limits the speed there: with sendfile(2), or with Python's own
         timeout (non-blocking sends, partial writes), the server spent
-        10-30% more CPU receiving the same file (BENCHMARKS.md, uploads)."""
+        10-30% more CPU receiving the same file (BENCHMARKS.md, uploads).
+        A write waits for room POLL seconds at most, then reports progress
+        (_send): a SIGTERM stops even a transfer that crawls or stalls
+        within a second or so; a transfer that fails or is stopped is reset
+        (_abort), nothing more of it sent."""
         import ssl
         session = self._conn()
         with open(local_path, "rb", buffering=0) as fh, self._transfer():
@@ -182,22 +246,31 @@ class Remote(Transport):
             # left the session in ASCII, where a server may rewrite line ends
             session.voidcmd("TYPE I")
             conn = session.transfercmd("STOR " + remote_name)
+            tls = isinstance(conn, ssl.SSLSocket)
+            whole = False
             try:
-                if not isinstance(conn, ssl.SSLSocket):  # TLS retries EAGAIN forever: it keeps Python's timeout
-                    _kernel_timeouts(conn, TIMEOUT)
+                if tls:  # TLS retries EAGAIN forever: it keeps Python's timeout
+                    conn.settimeout(POLL)
+                else:
+                    _kernel_timeouts(conn, POLL)
                 done = 0
                 while done < size:  # the size it had when the upload began
                     n = fh.readinto(view[:min(CHUNK, size - done)])
                     if not n:
                         raise EOFError("%s shrank while it was sent" % local_path)
-                    conn.sendall(view[:n])
+                    _send(conn, view[:n], progress, done)
                     done += n
                     if progress:
                         progress(done)
-                if isinstance(conn, ssl.SSLSocket):
+                if tls:
+                    conn.settimeout(TIMEOUT)
                     conn.unwrap()  # a clean TLS close: the server knows the file is whole
+                whole = True
             finally:
-                conn.close()
+                if whole:
+                    conn.close()
+                else:
+                    _abort(conn)
             session.voidresp()
         self._private(session, remote_name)
 

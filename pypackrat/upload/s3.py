@@ -297,6 +297,15 @@ class Remote(Transport):
                               multipart_chunksize=part_size(size), max_concurrency=CONCURRENCY)
 
     def put(self, local_path, remote_name, progress=None):
+        """boto3's managed upload (parts of part_size(), CONCURRENCY in
+        flight). boto3's own threads call ``progress`` as they read each
+        part's body into its connection (16 KiB a read): when the run is
+        being stopped it raises there (transfer.Stopping, an Exception that
+        botocore neither wraps nor retries), each part in flight fails at
+        its next read, the parts not begun are skipped, and s3transfer
+        aborts the multipart upload before upload_file raises. A part whose
+        writes wait for room in a full socket buffer reads again once the
+        kernel has sent a third of that buffer on."""
         client = self._conn()
         size = os.path.getsize(local_path)
         done = [0]

@@ -53,6 +53,7 @@ class FtpServer:
         self.cert = self.key = None
         self._stop = threading.Event()
         self.paused = threading.Event()  # set: the server reads nothing (a stalled server)
+        self.read_limit = 0  # bytes a second each upload is read at (pyftpdlib's throttling); 0: no limit
         # the HASH command (draft-bryan-ftpext-hash, as FileZilla Server and
         # ProFTPD's mod_digest have it), listed by FEAT; None: no HASH at all
         self.hash_feature = HASH_FEATURE
@@ -72,9 +73,20 @@ class FtpServer:
             from pyftpdlib.handlers import FTPHandler as Base
         owner = self
 
+        from pyftpdlib.handlers import ThrottledDTPHandler
+
+        class Throttled(ThrottledDTPHandler):  # plain FTP only
+            @property
+            def read_limit(self):
+                return owner.read_limit
+
         class Handler(Base):
             proto_cmds = dict(Base.proto_cmds, HASH=dict(
                 perm=None, auth=True, arg=True, help="Syntax: HASH <SP> file-name (digest of a file)."))
+
+            @property
+            def dtp_handler(self):  # a slow link, where read_limit is set
+                return Throttled if owner.read_limit and not owner.tls else Base.dtp_handler
 
             def on_login(self, username):
                 with owner.lock:
@@ -193,6 +205,7 @@ class FtpServer:
 
     def reset(self):
         self.paused.clear()
+        self.read_limit = 0
         self.hash_feature = HASH_FEATURE
         self.hashes = 0
         with self.lock:

@@ -1,8 +1,10 @@
 """A TCP proxy on 127.0.0.1 on a free port, in front of a real server: it
 counts the connections clients open and can cut every open one at once
-(a dropped link in the middle of a transfer)."""
+(a dropped link in the middle of a transfer). ThrottleProxy adds a slow
+link: a rate per direction (bench/night, tests/test_overlap_stop.py)."""
 import socket
 import threading
+import time
 
 from tests.servers import free_port
 
@@ -86,3 +88,69 @@ class TcpProxy:
         self.running = False
         self.listener.close()
         self.cut()
+
+
+class Pace:
+    """A shared rate for one direction of one link: each chunk takes its
+    slot on a virtual clock (no burst credit), whatever the connection."""
+
+    def __init__(self, rate):
+        self.rate = float(rate)
+        self.lock = threading.Lock()
+        self.next = 0.0
+
+    def take(self, n):
+        with self.lock:
+            now = time.monotonic()
+            start = max(self.next, now)
+            self.next = start + n / self.rate
+            wait = self.next - now
+        if wait > 0:
+            time.sleep(wait)
+
+
+class ThrottleProxy(TcpProxy):
+    """TcpProxy with a rate per direction (bytes a second) shared by all
+    its connections (one WAN link to one remote); ``carried``: the bytes
+    it has passed from clients to the server.
+
+    ``buffer``: the socket buffers of its side of each connection. On
+    loopback a client's kernel takes megabytes ahead of a slow reader (its
+    send buffer grows with the 64 KiB segments of lo); ``mss`` (1460: an
+    Ethernet link's) and a small ``buffer`` keep that to what a real slow
+    link lets a sender queue, some tens of KiB."""
+
+    def __init__(self, target_port, rate, mss=None, buffer=256 << 10):
+        super().__init__(target_port)
+        self.up, self.down = Pace(rate), Pace(rate)
+        self.buffer = buffer
+        self.carried = 0
+        if mss:  # before any client connects: the accepted sockets inherit both
+            self.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+
+    def _pump(self, src, dst, watch):
+        pace = self.up if watch else self.down
+        try:
+            # small buffers: the link, not the kernel's loopback buffers, sets the pace
+            src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.buffer)
+            dst.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.buffer)
+        except OSError:
+            pass
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                pace.take(len(data))
+                dst.sendall(data)
+                if watch:
+                    with self.lock:
+                        self.carried += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

@@ -14,7 +14,7 @@ import logging
 import pytest
 
 from tests.servers import free_port, serve, wait_for_port
-from tests.servers.proxy import TcpProxy
+from tests.servers.proxy import TcpProxy, ThrottleProxy
 
 ACCESS_KEY, SECRET_KEY = "AKIAPACKRATTEST00001", "packrat-test-secret-key"
 BUCKET, PREFIX = "packrat-test", "nightly"
@@ -98,6 +98,22 @@ class S3Server:
             yield
         finally:
             settings.INITIAL_NO_AUTH_ACTION_COUNT = before
+
+    def uploads_in_progress(self):
+        """The keys of the bucket's multipart uploads begun and neither
+        completed nor aborted (moto's ListMultipartUploads)."""
+        answer = self.client().list_multipart_uploads(Bucket=self.bucket)
+        return [upload["Key"] for upload in answer.get("Uploads", [])]
+
+    @contextlib.contextmanager
+    def slow_link(self, rate, **options):
+        """A ThrottleProxy of ``rate`` bytes a second in front of moto;
+        yields (the proxy, the S3_ENDPOINT_URL through it)."""
+        proxy = ThrottleProxy(self.port, rate, **options).start()
+        try:
+            yield proxy, "http://%s:%d" % (self.host, proxy.port)
+        finally:
+            proxy.stop()
 
     def connections(self):
         """Client sessions opened (HeadBucket requests): moto's server closes
