@@ -185,8 +185,12 @@ def main(argv=None):
         return 0
     import signal
     from pypackrat.errors import Terminated
+    stopping = []
 
     def terminate(signum, frame):
+        if stopping:  # a second SIGTERM: the stop under way goes on, bounded by its watchdog
+            return
+        stopping.append(_stop_watchdog())
         raise Terminated()
 
     signal.signal(signal.SIGTERM, terminate)
@@ -200,6 +204,34 @@ def main(argv=None):
         return 130
     except BrokenPipeError:
         return 1
+
+
+STOP_GRACE = 100  # seconds: the uploads get 60 to stop, then the temporary copies and the mail
+
+
+def _stop_watchdog():
+    """After a SIGTERM, the run unwinds: uploads stopped, temporary copies
+    removed, one mail. Should that hang (a server that stopped answering, a
+    lock held where the signal landed), this thread ends the process after
+    STOP_GRACE seconds (PACKRAT_STOP_GRACE): the programs it started die
+    with it (PR_SET_PDEATHSIG), and cron's or systemd's stop is bounded."""
+    import threading
+    try:
+        grace = float(os.environ.get("PACKRAT_STOP_GRACE") or STOP_GRACE)
+    except ValueError:
+        grace = STOP_GRACE
+
+    def give_up():
+        try:
+            sys.stderr.write("packrat: terminated; the clean-up took more than %g s, given up\n" % grace)
+            sys.stderr.flush()
+        finally:
+            os._exit(143)
+
+    timer = threading.Timer(grace, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _main(opts):

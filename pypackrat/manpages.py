@@ -20,6 +20,8 @@ ENVIRONMENT = (
                      "the purge's ages), to redo a missed night by hand. A date after today is refused."),
     ("PACKRAT_CONFIG_TIMEOUT", "Seconds that reading the configuration file (a Bash script) may take "
                                "(default: 30)."),
+    ("PACKRAT_STOP_GRACE", "Seconds a SIGTERM's clean-up (uploads stopped, temporary copies removed, the "
+                           "mail) may take before packrat exits anyway with status 143 (default: 100)."),
     ("PACKRAT_DEBUG", "When set, an unexpected error of a step prints its Python traceback as well."),
     ("PACKRAT_STATE_DIR", "The directory of the state kept between runs (default: /var/lib/packrat); "
                           "for tests."),
