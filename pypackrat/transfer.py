@@ -150,6 +150,12 @@ class Transport(Lister):
         only with the "checksum" capability."""
         return None
 
+    def upload_checksum(self, local_path):
+        """The algorithm checksum() will report for ``local_path`` once put,
+        where it is known before the put (None: not known): upload() then
+        computes the local digest while the put runs, not after it."""
+        return None
+
 
 class Digest(str):
     """A checksum algorithm of a transport's own, where a remote's digest is
@@ -197,8 +203,33 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def verify(remote, local_path, remote_name):
-    """Raise PackratError unless the remote copy matches the local file."""
+class _Digesting:
+    """The digest of a local file, computed in a thread of its own while the
+    upload runs (hashlib works without the GIL): verify() takes it when the
+    remote reports the same algorithm."""
+
+    def __init__(self, path, algorithm):
+        self.algorithm, self.value, self.error = algorithm, None, None
+        self.thread = threading.Thread(target=self._run, args=(path,), name="packrat-digest", daemon=True)
+        self.thread.start()
+
+    def _run(self, path):
+        try:
+            self.value = file_digest(path, self.algorithm)
+        except Exception as exc:  # verify() computes it again, and reports
+            self.error = exc
+
+    def get(self, algorithm):
+        """The digest, if it is of ``algorithm`` and was computed; else None."""
+        if str(algorithm) != str(self.algorithm):
+            return None
+        self.thread.join()
+        return self.value
+
+
+def verify(remote, local_path, remote_name, digesting=None):
+    """Raise PackratError unless the remote copy matches the local file
+    (``digesting``: a _Digesting of the local file, begun with the put)."""
     local_size = os.path.getsize(local_path)
     remote_size = remote.size(remote_name)
     if remote_size != local_size:
@@ -207,7 +238,8 @@ def verify(remote, local_path, remote_name):
     digest = remote.checksum(remote_name) if "checksum" in remote.capabilities else None
     if digest:
         algorithm, value = digest
-        if file_digest(local_path, algorithm) != value:
+        local = digesting.get(algorithm) if digesting is not None else None
+        if (local or file_digest(local_path, algorithm)) != value:
             raise VerifyError("%s: remote copy %s differs from the local file (%s)"
                               % (remote.describe(), remote_name, algorithm))
 
@@ -310,11 +342,16 @@ def upload(remote, local_path, cancel=None):
             raise Stopping("the run is being stopped")  # never a BaseException in a transport's thread
         progress(done)
 
+    expected = remote.upload_checksum(local_path) if "checksum" in remote.capabilities else None
+    digesting = []  # the local digest, computed beside the first put (the file does not change)
+
     def attempt():
         stop_if_cancelled()
+        if expected is not None and not digesting:
+            digesting.append(_Digesting(local_path, expected))
         remote.put(local_path, target, report)
         stop_if_cancelled()
-        verify(remote, local_path, target)
+        verify(remote, local_path, target, digesting[0] if digesting else None)
         if target != name:
             remote.rename(target, name)
 

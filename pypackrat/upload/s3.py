@@ -368,6 +368,15 @@ class Remote(Transport):
                 return MultipartETag(part), etag
         return None
 
+    def upload_checksum(self, local_path):
+        """What checksum() will tell of the object put(local_path) makes:
+        the MD5 of a single part, or the multipart ETag in put's part size;
+        nothing under KMS (its ETag is no digest of the data)."""
+        if self.sse.startswith("aws:kms"):
+            return None
+        size = os.path.getsize(local_path)
+        return "md5" if size < MULTIPART_THRESHOLD else MultipartETag(part_size(size))
+
     def _part_size(self, remote_name, size, parts):
         """The part size of a multipart object: the size of its first part
         (HeadObject with PartNumber=1), else the first of the usual sizes
