@@ -105,6 +105,25 @@ def test_ssh_rename_replaces_an_existing_file(penv, sshd):
     assert open(os.path.join(sshd.root, name), "rb").read() == b"new"
 
 
+def test_ssh_delete_many_goes_past_a_failure_then_raises_it(penv, sshd):
+    """The purge's deletes are pipelined (ssh.Remote.delete_many, more names
+    than requests in flight): a name already gone is no error; one that
+    cannot be deleted (a directory) fails the batch, but only once every
+    other name is deleted, and the connection goes on serving."""
+    names = ["testhost-p-%s.%d.dar" % (TODAY, i) for i in range(3 * ssh_module.IN_FLIGHT)]
+    for name in names:
+        open(os.path.join(sshd.root, name), "wb").close()
+    stuck = "testhost-stuck-%s.1.dar" % TODAY
+    os.mkdir(os.path.join(sshd.root, stuck))
+    ctx = context(penv, "ssh", **sshd.settings(SSH_CLIENT="paramiko"))
+    with remote_for(ctx, "ssh") as remote:
+        with pytest.raises(OSError):
+            remote.delete_many(names[:70] + ["testhost-gone-%s.1.dar" % TODAY, stuck] + names[70:])
+        assert os.listdir(sshd.root) == [stuck]
+        remote.delete_many(["testhost-gone-%s.1.dar" % TODAY])  # gone: no error
+        assert remote.list() == []
+
+
 def test_ssh_server_down_is_retried_then_one_clear_error(penv, sshd, tmp_path):
     from tests.servers import free_port
     archive(penv, "testhost-e-%s.1.dar" % TODAY, b"x")
