@@ -191,6 +191,19 @@ class Backend:
         with open(os.path.join(self.directory, name), "wb") as fh:
             fh.write(data)
 
+    def inject_many(self, names):
+        """Empty files under ``names``, server-side, fast: in a directory
+        one file and a hard link to it for each further name (a link is a
+        tenth of a file's creation), objects one by one."""
+        if self.objects or not names:
+            for name in names:
+                self.inject(name, b"")
+            return
+        first = os.path.join(self.directory, names[0])
+        open(first, "wb").close()
+        for name in names[1:]:
+            os.link(first, os.path.join(self.directory, name))
+
     def inject_outside(self, name):
         if self.objects:
             self.server.inject(name, b"outside")
@@ -456,8 +469,8 @@ def test_hostile_names_in_a_listing_are_never_deleted(backend, penv, monkeypatch
 def test_10000_names_purged_over_one_connection(backend, penv):
     need(backend, "bulk_delete")  # a Bash module: purge_NAME once per name, one rm each
     # (about 20 s for 10,000 here); its one-shell purge is in test_shim
-    for i in range(10_000):  # the slices of an old master of target /n
-        backend.inject("testhost-n-%s.master.%d.dar" % (OLD, i + 1), b"")
+    # the slices of an old master of target /n
+    backend.inject_many(["testhost-n-%s.master.%d.dar" % (OLD, i + 1) for i in range(10_000)])
     young = "testhost-n-%s.master.1.dar" % TODAY
     backend.inject(young, b"young")
     penv.write(UPLOAD_MODULES=[backend.name], FS_TARGETS=["/n"], **backend.settings)
