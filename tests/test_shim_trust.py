@@ -1,8 +1,10 @@
 """Bash modules run as root: a MODULE_PATH directory or *.sh file that
 another user owns or can write is refused before anything is sourced; what a
 module prints passes through the mask of secrets, line by line, bytes intact."""
+import contextlib
 import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -168,21 +170,40 @@ def test_printf_function_of_the_config_does_not_silence_the_channel(penv, tmp_pa
 
 def test_no_file_on_disk_holds_a_secret_while_a_module_runs(penv, tmp_path):
     """The settings a Bash module's shell sources (passwords among them) are
-    memory files: while mod_NAME runs, no file under /dev/shm or /tmp (the
-    tests' own directories aside) holds the password, and the module still
-    sees it."""
+    memory files: while mod_NAME runs, no file under /dev/shm or /tmp (this
+    test's own config file aside) holds the password, and the module still
+    sees it. The secret is new to this test, so only a file changed since
+    the run began can hold it: the scan reads those (changed: ctime, which
+    no write, rename or utime leaves behind), not all of /tmp's gigabytes.
+    Two files the module writes the secret into itself, one in /tmp (this
+    test's directory) and one in /dev/shm, are the scan's control: it must
+    name them, and nothing else."""
     seen = tmp_path / "seen"
+    since = tmp_path / "since"
+    controls = [tmp_path / "control", "/dev/shm/packrat-control-%s" % uuid.uuid4().hex]
+    conf = penv.modules_d / "mysql.conf"
     (penv.module_path / "peek.sh").write_text(
         'mod_peek() {\n'
-        '    grep -rlsF --exclude-dir=pytest-of-root -- "$MYSQL_PASS" /dev/shm /tmp > %s.files\n'
+        '    for f in %s %s; do printf %%s "$MYSQL_PASS" > "$f"; done\n'
+        '    find /dev/shm /tmp -type f -cnewer %s ! -path %s -print0 2>/dev/null |\n'
+        '        xargs -0r grep -lsF -- "$MYSQL_PASS" > %s.files\n'
+        '    rm -f %s %s\n'
         '    printf %%s "$MYSQL_PASS" > %s.value\n'
-        '    true\n}\n' % (seen, seen))
+        '    true\n}\n' % (controls[0], controls[1], since, conf, seen, controls[0], controls[1], seen))
     # set in modules.d: the shell gets it from packrat, not from packrat.conf
     secret = "peek-%s" % uuid.uuid4().hex  # in no file but those of this test
-    (penv.modules_d / "mysql.conf").write_text("[mysql]\nMYSQL_PASS = %s\n" % secret)
-    os.chmod(penv.modules_d / "mysql.conf", 0o600)
+    conf.write_text("[mysql]\nMYSQL_PASS = %s\n" % secret)
+    os.chmod(conf, 0o600)
     penv.write(BACKUP_MODULES=["peek"])
-    proc = penv.run(date=DATE)
+    since.touch()
+    start = time.time() - 2  # before the run, whatever the granularity of file times
+    os.utime(since, (start, start))
+    try:
+        proc = penv.run(date=DATE)
+    finally:
+        for control in controls:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(control)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "seen.value").read_text() == secret
-    assert (tmp_path / "seen.files").read_text() == ""
+    assert sorted((tmp_path / "seen.files").read_text().splitlines()) == sorted(map(str, controls))
