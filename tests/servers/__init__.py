@@ -36,6 +36,32 @@ def serve(server):
         server.stop()
 
 
+_SHARED = {}
+
+
+def shared(key, start, renew):
+    """The body of a session-scoped server fixture that test modules import.
+    pytest makes an instance of such a fixture for each module that imports
+    it: each would start a server of its own and keep it until the session
+    ends. Here the first instance starts the server (``start()`` returns it
+    started) and stops it at the end (the first set up, the last torn down);
+    each later module gets the same server after ``renew(server)``, which
+    makes it what a server of the module's own would be (what earlier
+    modules made in it removed)."""
+    server = _SHARED.get(key)
+    if server is not None:
+        renew(server)
+        yield server
+        return
+    server = start()
+    _SHARED[key] = server
+    try:
+        yield server
+    finally:
+        del _SHARED[key]
+        server.stop()
+
+
 def empty_dir(directory):
     """Remove everything in ``directory`` (a server's files between tests),
     following no symbolic link."""

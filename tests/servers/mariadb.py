@@ -11,7 +11,9 @@ Fixtures::
     from tests.servers.mariadb import mariadb_server, mariadb_fresh  # noqa: F401
 
 ``mariadb_server`` (session) is shared: make your own database names with
-``server.new_database()``. ``mariadb_fresh`` (function) is an empty server of
+``server.new_database()``. One server serves the session; each test module
+gets it with what earlier modules made (databases, accounts) dropped.
+``mariadb_fresh`` (function) is an empty server of
 its own. Both have a user ``server.user`` with password ``server.password``
 (with characters that need quoting) allowed everything from 127.0.0.1.
 """
@@ -25,7 +27,7 @@ import time
 
 import pytest
 
-from tests.servers import free_port, serve
+from tests.servers import free_port, serve, shared
 
 USER = "packrat"
 # quotes, backslash, '#', ':', '$' and a space: each needs care in an option file
@@ -171,6 +173,34 @@ class MariaDB:
     def databases(self):
         return [d for d in self.sql("SHOW DATABASES").split("\n") if d]
 
+    def _names(self, query):
+        """The rows of ``query`` (columns of HEX()), decoded: names with any
+        byte (a hostile one, a line break) come back as they are."""
+        return [tuple(bytes.fromhex(c).decode("utf-8", "surrogateescape") for c in row.split("\t"))
+                for row in self.sql(query).split("\n") if row]
+
+    def _made(self):
+        return (set(self._names("SELECT HEX(schema_name) FROM information_schema.schemata")),
+                set(self._names("SELECT HEX(User), HEX(Host) FROM mysql.user")))
+
+    def remember(self):
+        """What the server holds when started (see forget())."""
+        self._baseline = self._made()
+        return self
+
+    def forget(self):
+        """Drop every database and account made since remember(): the
+        server as a fresh one would be, for the next test module."""
+        dbs, users = self._made()
+        sql = ["SET SESSION lock_wait_timeout = 30;"]
+        sql += ["DROP DATABASE `%s`;" % name.replace("`", "``") for (name,) in dbs - self._baseline[0]]
+        sql += ["DROP USER %s@%s;" % (self.quote(u), self.quote(h)) for u, h in users - self._baseline[1]]
+        if len(sql) == 1:
+            return
+        proc = self.client("--force", input="\n".join(sql) + "\n", check=False)
+        if self._made()[0] != self._baseline[0]:
+            raise RuntimeError("mariadb: cannot drop what earlier tests made: %s" % proc.stderr[-2000:])
+
     def fill(self, db, rows=50):
         """Two tables with awkward values: quotes, backslashes, NULL, UTF-8, binary."""
         self.sql("CREATE TABLE people (id INT PRIMARY KEY, name VARCHAR(100), note TEXT, "
@@ -195,7 +225,7 @@ class MariaDB:
 
 @pytest.fixture(scope="session")
 def mariadb_server():
-    yield from serve(MariaDB())
+    yield from shared("mariadb", lambda: MariaDB().start().remember(), MariaDB.forget)
 
 
 @pytest.fixture

@@ -1,14 +1,17 @@
 """A real PostgreSQL server for the tests: ``initdb`` and ``pg_ctl`` run as
 the unprivileged ``postgres`` user (the server refuses root) in a temporary
 directory that user owns, listening on 127.0.0.1 on a free port with its
-unix socket in that directory; stopped after.
+unix socket in that directory; stopped after. initdb runs once per session
+(a template cluster); each server starts from a copy of it.
 
 Fixtures::
 
     from tests.servers.postgres import postgres_server, postgres_fresh  # noqa: F401
 
 ``postgres_server`` (session) is shared: make your own database names with
-``server.new_database()``. ``postgres_fresh`` (function) is an empty cluster
+``server.new_database()``. One cluster serves the session; each test module
+gets it with what earlier modules made (databases, roles) dropped.
+``postgres_fresh`` (function) is an empty cluster
 of its own. The superuser ``server.user`` logs in over TCP with password
 ``server.password`` (scram-sha-256; it holds characters that need escaping
 in a pgpass file); the test helpers connect as ``postgres`` over the socket.
@@ -19,10 +22,11 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
 
 import pytest
 
-from tests.servers import free_port, serve
+from tests.servers import free_port, serve, shared
 
 OS_USER = "postgres"
 USER = "packrat"
@@ -44,6 +48,34 @@ def bindir():
 def _as_postgres():
     entry = pwd.getpwnam(OS_USER)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+_template_lock = threading.Lock()
+_template = None
+
+
+def _initdb_template(bin_dir):
+    """A cluster made by initdb once per session (postgres owns it); every
+    server starts from a copy of it (cp -a: owner and modes kept), exactly
+    as fresh as its own initdb would make it."""
+    global _template
+    with _template_lock:
+        if _template and os.path.isdir(_template):
+            return _template
+        base = tempfile.mkdtemp(prefix="packrat-postgres-template-")
+        entry = pwd.getpwnam(OS_USER)
+        os.chown(base, entry.pw_uid, entry.pw_gid)
+        data = os.path.join(base, "data")
+        proc = subprocess.run(
+            [os.path.join(bin_dir, "initdb"), "-D", data, "-U", "postgres", "-A", "trust",
+             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+            capture_output=True, text=True, cwd=base, **_as_postgres())
+        if proc.returncode != 0:
+            raise RuntimeError("initdb failed: %s" % proc.stderr[-2000:])
+        _template = data
+        import atexit
+        atexit.register(shutil.rmtree, base, True)
+        return data
 
 
 class Postgres:
@@ -68,11 +100,9 @@ class Postgres:
         self.socket_dir = self.dir
         self.port = free_port()
         self.log = os.path.join(self.dir, "server.log")
-        proc = self._run_as_postgres(
-            [os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "postgres", "-A", "trust",
-             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
+        proc = self._run_as_postgres(["cp", "-a", _initdb_template(self.bin), self.data])
         if proc.returncode != 0:
-            raise RuntimeError("initdb failed: %s" % proc.stderr[-2000:])
+            raise RuntimeError("copying the initdb template failed: %s" % proc.stderr[-2000:])
         with open(os.path.join(self.data, "postgresql.conf"), "a") as fh:
             fh.write("\nport = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"
                      "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
@@ -146,6 +176,31 @@ class Postgres:
         return [d for d in self.sql("SELECT datname FROM pg_database WHERE NOT datistemplate "
                                     "ORDER BY 1").split("\n") if d]
 
+    def _made(self):
+        """The databases and roles, decoded from hex (any name comes back as it is)."""
+        return tuple({bytes.fromhex(h).decode("utf-8", "surrogateescape") for h in self.sql(
+            "SELECT encode(convert_to(%s, 'UTF8'), 'hex') FROM %s" % what).split()}
+            for what in (("datname", "pg_database"), ("rolname", "pg_roles")))
+
+    def remember(self):
+        """What the cluster holds when started (see forget())."""
+        self._baseline = self._made()
+        return self
+
+    def forget(self):
+        """Drop every database and role made since remember(): the cluster
+        as a fresh one would be, for the next test module."""
+        dbs, roles = self._made()
+        ident = lambda name: '"%s"' % name.replace('"', '""')  # noqa: E731
+        sql = ["DROP DATABASE %s WITH (FORCE);" % ident(name) for name in dbs - self._baseline[0]]
+        sql += ["DROP OWNED BY %s; DROP ROLE %s;" % (ident(name), ident(name))
+                for name in roles - self._baseline[1]]
+        if not sql:
+            return
+        proc = self.client("-v", "ON_ERROR_STOP=0", input="\n".join(sql) + "\n", check=False)
+        if self._made()[0] != self._baseline[0]:
+            raise RuntimeError("postgres: cannot drop what earlier tests made: %s" % proc.stderr[-2000:])
+
     def fill(self, db, rows=50):
         """Two tables with awkward values: quotes, backslashes, NULL, UTF-8, bytea."""
         values = []
@@ -172,7 +227,7 @@ class Postgres:
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    yield from serve(Postgres())
+    yield from shared("postgres", lambda: Postgres().start().remember(), Postgres.forget)
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 config and a client key pair made for the test, and a known_hosts file for
 the client. It runs as root (the tests do) with root as the login user.
 
-Fixtures: ``sshd_server`` (one per test module) and ``sshd`` (per test:
-the upload directory emptied, the connection count reset).
+Fixtures: ``sshd_server`` (one sshd for the session; each test module gets
+it with its sessions cut, its upload directory emptied, the connection
+count reset) and ``sshd`` (the same, per test: the upload directory
+emptied, the connection count reset).
 """
 import os
 import re
@@ -15,7 +17,7 @@ import time
 
 import pytest
 
-from tests.servers import empty_dir, free_port, serve, wait_for_port
+from tests.servers import empty_dir, free_port, shared, wait_for_port
 
 SSHD = "/usr/sbin/sshd"
 
@@ -157,9 +159,16 @@ class SshServer:
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
+def _renew(server):
+    """For the next test module: no session left, nothing uploaded, no login counted."""
+    server.cut()
+    server.wait_sessions_gone()
+    server.reset()
+
+
+@pytest.fixture(scope="session")
 def sshd_server():
-    yield from serve(SshServer())
+    yield from shared("sshd", lambda: SshServer().start(), _renew)
 
 
 @pytest.fixture
