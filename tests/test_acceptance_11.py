@@ -295,12 +295,16 @@ def test_unquoted_key_after_export(penv, tmp_path, line):
 
 # -- a neighbour on a sticky share cannot make the purge delete the real chain ------
 
+# the purge's day: a fixed one, so that the backups 30 and 29 days before it
+# fall in one month (a month's first day would start a new master)
+SHARE_TODAY = datetime.date(2026, 11, 26)
+
+
 def plant_newer_master(penv, share):
-    """Backups ran 30 and 29 days ago (a master and its diff in ``share``);
-    then nobody plants an empty master of this host's target dated
-    yesterday. The names of the real files and of the planted one."""
-    today = datetime.date.today()
-    days = [(today - datetime.timedelta(days=n)).strftime("%Y%m%d") for n in (30, 29, 1)]
+    """Backups ran 30 and 29 days before SHARE_TODAY (a master and its diff
+    in ``share``); then nobody plants an empty master of this host's target
+    dated the day before. The names of the real files and of the planted one."""
+    days = [(SHARE_TODAY - datetime.timedelta(days=n)).strftime("%Y%m%d") for n in (30, 29, 1)]
     penv.run(date=days[0], check=0)
     penv.run(date=days[1], check=0)
     real = sorted(os.listdir(share))
@@ -327,7 +331,7 @@ def test_planted_newer_master_on_a_sticky_share_does_not_purge_the_real_chain(pe
     penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)], UPLOAD_MODULES=["local"],
                LOCAL_DIR=str(nas), PURGE_REMOTE_ARCHIVES=10)
     real, planted = plant_newer_master(penv, nas)
-    penv.run("-P", check=0)
+    penv.run("-P", date=SHARE_TODAY.strftime("%Y%m%d"), check=0)
     assert sorted(os.listdir(nas)) == sorted(real + [planted])
 
 
@@ -347,7 +351,7 @@ def test_planted_newer_master_on_a_shared_sftp_directory(penv, sshd, tmp_path):
         penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[str(target)], UPLOAD_MODULES=["ssh"],
                    PURGE_REMOTE_ARCHIVES=10, **sshd.settings())
         real, planted = plant_newer_master(penv, root)
-        penv.run("-P", check=0)
+        penv.run("-P", date=SHARE_TODAY.strftime("%Y%m%d"), check=0)
         assert sorted(os.listdir(root)) == sorted(real + [planted])
     finally:
         above.chmod(stat.S_IMODE(old_modes[0]))
