@@ -33,6 +33,20 @@ def write_config(path, settings, extra=""):
     return path
 
 
+def processes(match):
+    """The pids of the processes whose argv (a list of bytes) ``match`` accepts."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if match(argv):
+            found.append(int(pid))
+    return found
+
+
 class PackratEnv:
     """A working tree for one test: BACKUP_DIR, a module path, a modules.d,
     a lock file, and a config written from ``self.settings``."""

@@ -11,6 +11,7 @@ import pytest
 
 from pypackrat.core import chains, darkey
 from tests.archives import snapshot
+from tests.conftest import processes
 
 HOST = "testhost"
 KEY = "k:ey \"dq\" 'sq' `bq` \\ # $x\tend"  # everything a dar command file must escape
@@ -463,16 +464,11 @@ def test_dar_failing_mid_archive_leaves_no_slice(fs):
     def killer():
         while not done.is_set() and not killed:
             if any(n.startswith(".packrat-tmp-") and n.endswith(".3.dar") for n in os.listdir(bk)):
-                for pid in filter(str.isdigit, os.listdir("/proc")):
-                    try:
-                        with open("/proc/%s/cmdline" % pid, "rb") as fh:
-                            words = fh.read().split(b"\0")
-                    except OSError:
-                        continue
-                    mine = os.path.join(bk, ".packrat-tmp-").encode()  # this test's dar only
-                    if os.path.basename(words[0]) == b"dar" and any(w.startswith(mine) for w in words):
-                        os.kill(int(pid), signal.SIGKILL)
-                        killed.append(sorted(os.listdir(bk)))
+                mine = os.path.join(bk, ".packrat-tmp-").encode()  # this test's dar only
+                for pid in processes(lambda words: os.path.basename(words[0]) == b"dar"
+                                     and any(w.startswith(mine) for w in words)):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(sorted(os.listdir(bk)))
             time.sleep(0.002)
 
     thread = threading.Thread(target=killer)

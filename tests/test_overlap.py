@@ -209,17 +209,7 @@ def test_sigterm_during_overlapped_uploads_removes_every_temporary_file_and_mail
     partial = os.path.join(sshd.root, first_slice(one) + ".partial")
     proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PACKRAT_DATE=TODAY))
-    try:
-        deadline = time.monotonic() + 60
-        while not (os.path.exists(partial) and os.path.getsize(partial) > 0):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out, err = sigterm_when(proc, lambda: os.path.exists(partial) and os.path.getsize(partial) > 0)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _names(int(p), partial)]
@@ -232,6 +222,22 @@ def test_sigterm_during_overlapped_uploads_removes_every_temporary_file_and_mail
     sshd.wait_sessions_gone()
     assert sshd.sessions() == []
 
+
+
+def sigterm_when(proc, ready, wait=60):
+    """SIGTERM to ``proc`` once ``ready()`` (within 60 s); its (stdout,
+    stderr) once it has ended, within ``wait`` s (else it is killed)."""
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=wait)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _names(pid, path):

@@ -8,14 +8,12 @@ archive stays, one mail says the run was stopped. On a run that waited for
 the transfer instead, the worker would be abandoned with its copy half
 sent: the checks of what is left fail, whatever the timing."""
 import os
-import signal
 import subprocess
-import time
 
 from tests.conftest import PACKRAT
 from tests.servers.ftp import ftp_server, ftpd  # noqa: F401
 from tests.servers.s3 import s3_server, s3d  # noqa: F401
-from tests.test_overlap import TODAY, bash_module, first_slice, source
+from tests.test_overlap import TODAY, bash_module, first_slice, sigterm_when, source
 
 
 def stopped_mid_transfer(penv, one, under_way, **settings):
@@ -31,17 +29,8 @@ def stopped_mid_transfer(penv, one, under_way, **settings):
                SLOW_MARK=str(mark), **settings)
     proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PACKRAT_DATE=TODAY))
-    try:
-        deadline = time.monotonic() + 60
-        while not (mark.exists() and under_way()):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)  # longer than the run's 60 s for its workers
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # longer than the run's 60 s for its workers
+    out, err = sigterm_when(proc, lambda: mark.exists() and under_way(), wait=120)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
     assert len(penv.mails()) == 1 and "stopped (SIGTERM)" in penv.smtp.bodies()[0]

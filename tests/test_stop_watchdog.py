@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from tests.conftest import PACKRAT
+from tests.conftest import PACKRAT, processes
 from tests.test_overlap import TODAY, bash_module
 
 
@@ -34,16 +34,7 @@ SLEEP = "297.25"  # the module's child: a duration no other test sleeps
 
 def sleepers():
     """The module's `sleep` processes still alive."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if argv[:2] == [b"sleep", SLEEP.encode()]:
-            found.append(int(pid))
-    return found
+    return processes(lambda argv: argv[:2] == [b"sleep", SLEEP.encode()])
 
 
 def test_a_hung_clean_up_after_sigterm_ends_after_the_grace(penv, tmp_path):

@@ -47,18 +47,15 @@ class TcpProxy:
                 threading.Thread(target=self._pump, args=(a, b, watch), daemon=True).start()
 
     def _pump(self, src, dst, watch):
-        tail = b""
+        """One direction of one connection (``watch``: client to server)."""
+        self._prepare(src, dst)
+        state = {"tail": b""}
         try:
             while True:
                 data = src.recv(1 << 16)
                 if not data:
                     break
-                if watch and self.pattern:
-                    chunk = tail + data
-                    with self.lock:
-                        self.seen += chunk.count(self.pattern)
-                    tail = data[-(len(self.pattern) - 1):] if len(self.pattern) > 1 else b""
-                dst.sendall(data)
+                self._forward(dst, data, watch, state)
         except OSError:
             pass
         for s in (src, dst):
@@ -66,6 +63,18 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _prepare(self, src, dst):
+        """Set up a connection's sockets before its bytes flow (nothing here)."""
+
+    def _forward(self, dst, data, watch, state):
+        """Pass ``data`` on, counting the pattern in what clients send."""
+        if watch and self.pattern:
+            chunk = state["tail"] + data
+            with self.lock:
+                self.seen += chunk.count(self.pattern)
+            state["tail"] = data[-(len(self.pattern) - 1):] if len(self.pattern) > 1 else b""
+        dst.sendall(data)
 
     def cut(self):
         """Drop every open connection (both sides see the link die)."""
@@ -129,28 +138,17 @@ class ThrottleProxy(TcpProxy):
             self.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
 
-    def _pump(self, src, dst, watch):
-        pace = self.up if watch else self.down
+    def _prepare(self, src, dst):
         try:
             # small buffers: the link, not the kernel's loopback buffers, sets the pace
             src.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.buffer)
             dst.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.buffer)
         except OSError:
             pass
-        try:
-            while True:
-                data = src.recv(1 << 16)
-                if not data:
-                    break
-                pace.take(len(data))
-                dst.sendall(data)
-                if watch:
-                    with self.lock:
-                        self.carried += len(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+
+    def _forward(self, dst, data, watch, state):
+        (self.up if watch else self.down).take(len(data))
+        super()._forward(dst, data, watch, state)
+        if watch:
+            with self.lock:
+                self.carried += len(data)
