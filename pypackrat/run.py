@@ -388,14 +388,6 @@ def _capabilities(ctx, name):
         return frozenset()
 
 
-def _streams(ctx, name):
-    """Whether upload module ``name`` takes its files one at a time, as they
-    are made: its remote moves the bytes itself (the "transfer" capability,
-    the Python modules). A Bash upload module's contract is the whole
-    NEW_BACKUPS list at once, after the backups."""
-    return "transfer" in _capabilities(ctx, name)
-
-
 # while an upload worker waits (for the next file, or for its turn), its
 # connection gets a keep-alive this often: an idle FTP session is closed by
 # its server after a few minutes (vsftpd: 300 s), an idle SSH connection by
@@ -524,8 +516,14 @@ class Uploads:
         self.cancel = threading.Event()
         self.limit = max(limit, 1)
         self.slots = threading.BoundedSemaphore(self.limit)
-        # (name, _Worker or None) in UPLOAD_MODULES order; None: after the backups
-        self.modules = [(n, _Worker(self, n) if limit and _streams(ctx, n) else None) for n in names]
+        # (name, _Worker or None) in UPLOAD_MODULES order. A worker takes its
+        # files one at a time, as they are made, where the remote moves the
+        # bytes itself ("transfer": the Python modules); None: after the
+        # backups (a Bash upload module's contract: NEW_BACKUPS at once)
+        capabilities = {n: _capabilities(ctx, n) for n in names}
+        self.modules = [(n, _Worker(self, n) if limit and "transfer" in capabilities[n] else None)
+                        for n in names]
+        self.networked = {n for n in names if "reconnect" in capabilities[n]}
         self.workers = [w for _, w in self.modules if w is not None]
         self.done = {}  # name -> (message, exception) of a module that ran after the backups
 
@@ -551,7 +549,7 @@ class Uploads:
         looked at again by its upload); None for a module without a worker
         (its upload comes after the backups, over a connection of its own)."""
         worker = dict(self.modules).get(name)
-        if worker is None or "reconnect" not in _capabilities(self.ctx, name):
+        if worker is None or name not in self.networked:
             return None
         return worker.adopt
 

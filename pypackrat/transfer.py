@@ -209,15 +209,15 @@ class _Digesting:
     remote reports the same algorithm."""
 
     def __init__(self, path, algorithm):
-        self.algorithm, self.value, self.error = algorithm, None, None
+        self.algorithm, self.value = algorithm, None
         self.thread = threading.Thread(target=self._run, args=(path,), name="packrat-digest", daemon=True)
         self.thread.start()
 
     def _run(self, path):
         try:
             self.value = file_digest(path, self.algorithm)
-        except Exception as exc:  # verify() computes it again, and reports
-            self.error = exc
+        except Exception:  # no value: verify() computes it again, and reports
+            pass
 
     def get(self, algorithm):
         """The digest, if it is of ``algorithm`` and was computed; else None."""
@@ -342,16 +342,15 @@ def upload(remote, local_path, cancel=None):
             raise Stopping("the run is being stopped")  # never a BaseException in a transport's thread
         progress(done)
 
+    # the local digest, computed beside the put (once: the file does not change between attempts)
     expected = remote.upload_checksum(local_path) if "checksum" in remote.capabilities else None
-    digesting = []  # the local digest, computed beside the first put (the file does not change)
+    digesting = _Digesting(local_path, expected) if expected is not None else None
 
     def attempt():
         stop_if_cancelled()
-        if expected is not None and not digesting:
-            digesting.append(_Digesting(local_path, expected))
         remote.put(local_path, target, report)
         stop_if_cancelled()
-        verify(remote, local_path, target, digesting[0] if digesting else None)
+        verify(remote, local_path, target, digesting)
         if target != name:
             remote.rename(target, name)
 
