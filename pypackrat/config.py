@@ -370,9 +370,9 @@ def _evaluate(argv, env, timeout):
     import subprocess
     import time
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, start_new_session=True,
-                                close_fds=True, preexec_fn=execute.die_with_parent())
+        proc = execute.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env, start_new_session=True,
+                             close_fds=True)
     except OSError as exc:
         raise ConfigError(["%s: cannot start %s to read it: %s" % (argv[2], argv[0], exc.strerror)])
     outputs = {proc.stdout: bytearray(), proc.stderr: bytearray()}

@@ -19,6 +19,7 @@ caller), a command that would change something is printed instead of run;
 read-only commands (``changes=False``) still run.
 """
 import contextlib
+import gc
 import os
 import re
 import shlex
@@ -26,6 +27,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 
 from pypackrat import log
 from pypackrat.core import temp
@@ -107,50 +109,183 @@ class Result:
         self.code, self.out, self.err = code, out, err
 
 
-# -- children die with packrat ---------------------------------------------------
+# -- starting a process from a threaded program ------------------------------------
+#
+# packrat has threads (uploads, digests, sh's own readers and waiters), and
+# sh starts a command with os.fork() and Python code in the child up to the
+# exec. Whatever lock another thread held at the fork stays held in the
+# child for good, so that code must take none. Three things could make it:
+#
+# - the garbage collector: sh turns it off around its fork, but that switch
+#   is one for the whole process, and two threads starting commands at once
+#   could leave it on at the other's fork (one turns it off, the other sees
+#   it off, the first turns it back on, the second forks). A collection in
+#   the child runs finalizers (a paramiko channel's or SFTP file's close,
+#   which take the channel's lock and would even write to the parent's
+#   connection). Seen as a child stuck in threading's after-fork clean-up.
+#   So every start holds _STARTING, with the collector off.
+# - a signal with a Python handler (packrat's SIGTERM, SIGINT): run in the
+#   child, the handler would raise there, and sh lets a BaseException out:
+#   the child would go on as a second packrat. The starting thread blocks
+#   those signals over the fork; the child, once its handlers are back to
+#   the default that exec would give them anyway, unblocks them.
+# - an import: the codecs sh encodes argv and its report with are looked up
+#   (an import of the encodings package, under a module lock) once, before
+#   the first fork, and cached.
+# subprocess.Popen without a preexec_fn runs no Python in its child; popen()
+# below asks for the parent-death signal through setpriv instead.
 
 PR_SET_PDEATHSIG = 1
-_prctl = []  # [function or None], looked up once, before any fork
+_STARTING = threading.Lock()
+_ready = []  # [libc prctl or None], filled under _STARTING before the first fork
 
 
-def _prctl_function():
-    if not _prctl:
-        try:
-            import ctypes
-            libc = ctypes.CDLL(None, use_errno=True)
-            function = libc.prctl
-            function.restype = ctypes.c_int
-            function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
-                                 ctypes.c_ulong, ctypes.c_ulong]
-            _prctl.append(function)
-        except (OSError, AttributeError):  # not Linux: no parent-death signal
-            _prctl.append(None)
-    return _prctl[0]
+def _prepare(sh):
+    """Once, before the first fork: what the child needs, looked up here."""
+    if _ready:
+        return _ready[0]
+    for encoding in (ARGV_ENCODING, sh.DEFAULT_ENCODING, "utf-8"):
+        "".encode(encoding)  # looked up now, cached: no import in the child
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None).prctl  # the child calls it: ctypes converts
+        prctl.restype = ctypes.c_int     # the ints (small objects, no lock)
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    except (OSError, AttributeError):  # not Linux: no parent-death signal
+        prctl = None
+    _ready.append(prctl)
+    return prctl
 
 
-def die_with_parent():
-    """A function for the child between fork and exec: ask the kernel to
-    SIGKILL it when packrat dies. The kernel sends it when the *thread*
-    that forked exits, so a command must be started and waited for by the
-    same thread (run and pipeline do). If packrat died before the request
-    took effect, the child ends at once. For subprocess.Popen too:
-    ``preexec_fn=execute.die_with_parent()``."""
-    parent = os.getpid()
-    prctl = _prctl_function()
+def _python_handled():
+    """The signals that have a Python handler now (SIGINT's, packrat's SIGTERM)."""
+    return [s for s in signal.valid_signals()
+            if s not in (signal.SIGKILL, signal.SIGSTOP) and callable(signal.getsignal(s))]
+
+
+def _child_setup(prctl, parent, handled, mask):
+    """The function sh calls in the child between fork and exec: no import,
+    no lock, no object of note made. Back to the default for the signals
+    that had a Python handler, then ask the kernel to SIGKILL the child
+    when packrat dies (the *thread* that forked: a command is started and
+    waited for by the same thread); if packrat died already, end at once;
+    then unblock the signals blocked over the fork."""
+    dfl, getsignal, setsignal = signal.SIG_DFL, signal.getsignal, signal.signal
+    kill = int(signal.SIGKILL)
 
     def setup():
+        for signum in handled:
+            if callable(getsignal(signum)):  # sh set SIGHUP, SIGPIPE its own way
+                setsignal(signum, dfl)
         if prctl is not None:
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            prctl(PR_SET_PDEATHSIG, kill, 0, 0, 0)
         if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), kill)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return setup
+
+
+def _start(sh, argv, kw):
+    """Start ``argv`` through sh (``_bg``), safely from any thread: one
+    start at a time, the garbage collector off, the signals with a Python
+    handler blocked in this thread until the child has exec'd."""
+    command = sh.Command(argv[0])
+    with _STARTING:
+        prctl = _prepare(sh)
+        handled = _python_handled()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        collecting = gc.isenabled()
+        proc = None
+        try:
+            gc.disable()
+            signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+            kw["_preexec_fn"] = _child_setup(prctl, os.getpid(), handled, mask)
+            proc = command(*argv[1:], **kw)
+        finally:
+            if collecting:
+                gc.enable()
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGTERM lands here
+            except BaseException:
+                if proc is not None:
+                    _stop([proc])
+                raise
+    return proc
+
+
+# A child of subprocess.Popen dies with packrat too. setpriv (util-linux)
+# sets the parent-death signal and execs a shell that checks that packrat
+# is still its parent (it may have died before the request) and execs the
+# program: no Python between fork and exec. The shell exports PWD, as any
+# shell does.
+_ORPHAN_CHECK = '[ "$PPID" = "$1" ] || kill -9 $$; shift; exec "$@"'
+_setpriv_found = []  # [path or None], looked up once
+
+
+def _setpriv():
+    """setpriv's path, if it can set the parent-death signal (util-linux 2.33)."""
+    if not _setpriv_found:
+        import subprocess
+        path = shutil.which("setpriv")
+        try:
+            usage = subprocess.run([path, "--help"], stdin=subprocess.DEVNULL, capture_output=True,
+                                   timeout=30).stdout if path else b""
+        except (OSError, subprocess.SubprocessError):
+            usage = b""
+        if b"--pdeathsig" not in usage:
+            path = None
+            log.verbose("setpriv (util-linux) with --pdeathsig not found: hooks, modules and the "
+                        "configuration's shell do not die with packrat")
+        _setpriv_found.append(path)
+    return _setpriv_found[0]
+
+
+def _exec_problem(argv0, env, cwd):
+    """The OSError subprocess.Popen would raise for a program that cannot be
+    run (none by that name, not executable, not a program), or None."""
+    import errno
+    if os.sep in argv0:
+        path = os.path.join(cwd, argv0) if cwd is not None else argv0
+        if not os.path.exists(path):
+            return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv0)
+    else:
+        path = shutil.which(argv0, path=os.pathsep.join(os.get_exec_path(env)))
+        if path is None:
+            return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv0)
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), argv0)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return None
+    if not (head.startswith(b"#!") or head == b"\x7fELF"):  # the shell would run it as a script
+        return OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), argv0)
+    return None
+
+
+def popen(argv, **kwargs):
+    """subprocess.Popen(argv, **kwargs) for a program that dies with packrat
+    (not for a preexec_fn: none is needed). A program that cannot be run
+    raises the OSError Popen would."""
+    import subprocess
+    argv = [os.fspath(a) for a in argv]
+    setpriv = _setpriv()
+    if setpriv:
+        problem = _exec_problem(argv[0], kwargs.get("env"), kwargs.get("cwd"))
+        if problem is not None:
+            raise problem
+        argv = [setpriv, "--pdeathsig", "KILL", "--", "/bin/sh", "-c", _ORPHAN_CHECK,
+                "packrat-child", str(os.getpid())] + argv
+    return subprocess.Popen(argv, **kwargs)
 
 
 def _kwargs(env, ok_codes, pass_fds, cwd, clean_env=False, argv=()):
     # each command in a process group of its own, so that stopping packrat
-    # (SIGTERM, Ctrl-C) stops the command and everything it started
+    # (SIGTERM, Ctrl-C) stops the command and everything it started; the
+    # child's set-up (_preexec_fn) is made by _start
     kw = {"_ok_code": list(ok_codes), "_tty_out": False, "_return_cmd": True, "_new_group": True,
-          "_preexec_fn": die_with_parent(), "_encoding": ARGV_ENCODING}
+          "_encoding": ARGV_ENCODING}
     if env is not None or clean_env:
         kw["_env"] = _env(env, clean_env)
     fds = set(pass_fds) | named_secret_fds(argv, env)
@@ -213,7 +348,7 @@ def run(argv, *, env=None, clean_env=False, ok_codes=(0,), stdin=None, stdout=No
             kw["_in"] = stdin
         kw.update(_bg=True, _bg_exc=False)
         try:
-            proc = sh.Command(argv[0])(*argv[1:], **kw)
+            proc = _start(sh, argv, kw)
         except sh.CommandNotFound:
             raise PackratError("%s is not installed (not found in PATH)" % argv[0])
         try:
@@ -293,7 +428,7 @@ def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None, dry_run=False
             else:
                 kw["_out"] = out
             try:
-                upstream = sh.Command(argv[0])(*argv[1:], **kw)
+                upstream = _start(sh, argv, kw)
             except sh.CommandNotFound:
                 raise PackratError("%s is not installed (not found in PATH)" % argv[0])
             procs.append(upstream)

@@ -54,9 +54,8 @@ def run(ctx, name, env):
     # daemon behind (holding its stdout) is done when it exits
     with tempfile.TemporaryFile() as out:
         try:
-            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                                    preexec_fn=execute.die_with_parent())
+            proc = execute.popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
         except OSError as exc:
             return 127, "%s: %s: cannot run %s: %s" % (ctx.settings.where(name), name,
                                                        log.mask(argv[0]), exc.strerror or exc)

@@ -309,10 +309,9 @@ def _stream(argv, capture=False):
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, process_group=0, close_fds=True,
-                                pass_fds=sorted(execute.named_secret_fds(argv)),
-                                preexec_fn=execute.die_with_parent())
+        proc = execute.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, process_group=0, close_fds=True,
+                             pass_fds=sorted(execute.named_secret_fds(argv)))
     except OSError as exc:
         raise PackratError("cannot start %s: %s" % (argv[0], exc.strerror))
     guard = _guard(proc.pid)
