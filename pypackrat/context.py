@@ -77,6 +77,9 @@ class Context:
         self.backup_dir = settings["BACKUP_DIR"]
         self.new_backups = []
         self.on_made = None  # set by run.nightly while the backups run: hands a file to the uploads
+        # set by run.nightly where an upload module takes an archive while dar writes it
+        # (core.growing): the filesystem module then makes it through dar_xform
+        self.on_growing = None
 
     def made(self, path):
         """A backup module hands over a file as soon as it has its final

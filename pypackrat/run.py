@@ -24,6 +24,7 @@ import time
 
 from pypackrat import config, log, mail, monitor, plugins, retention, transfer
 from pypackrat.core import temp
+from pypackrat.core.growing import Abandoned, Growing
 from pypackrat.core.names import archive_prefix
 from pypackrat.errors import LockedError, PackratError
 
@@ -484,6 +485,9 @@ class _Worker:
                             "upload %s" % self.name, connection.enter_context, connected(ctx, module))
                         if self.message:
                             continue
+                    if isinstance(path, Growing):
+                        self._growing(remote, path)
+                        continue
                     record.event("upload started", self.name, path)
                     _, self.message, self.error = _attempt(
                         "upload %s" % self.name, transfer.upload, remote, path, cancel)
@@ -492,6 +496,23 @@ class _Worker:
                     self.step.seconds += time.time() - started
             finally:
                 self.uploads.slots.release()
+
+
+    def _growing(self, remote, growing):
+        """An archive sent while dar writes it (transfer.upload_growing);
+        when dar fails, what was sent of it is removed, and this module
+        goes on with the next file (the failure is the backup's)."""
+        record = monitor.record_of(self.uploads.ctx)
+        _, message, error = _attempt("upload %s" % self.name, transfer.upload_growing, remote, growing,
+                                     self.uploads.cancel,
+                                     lambda what, path: record.event(what, self.name, path))
+        if isinstance(error, Abandoned):
+            log.verbose("%s: %s was not made (dar failed): what was sent of it is removed"
+                        % (remote.describe(), growing.base))
+            return
+        self.message, self.error = message, error
+        if message:
+            record.event("upload failed", self.name, growing.final_path(1))
 
 
 class Uploads:
@@ -513,6 +534,7 @@ class Uploads:
         names = list(ctx.settings["UPLOAD_MODULES"])
         limit = int(ctx.settings.get("UPLOAD_CONCURRENCY", 2) or 0)
         self.files, self._seen = [], set()
+        self.growing = []  # archives given to the workers while dar wrote them
         self.cancel = threading.Event()
         self.limit = max(limit, 1)
         self.slots = threading.BoundedSemaphore(self.limit)
@@ -524,6 +546,7 @@ class Uploads:
         self.modules = [(n, _Worker(self, n) if limit and "transfer" in capabilities[n] else None)
                         for n in names]
         self.networked = {n for n in names if "reconnect" in capabilities[n]}
+        self.streams = {n: "stream" in capabilities[n] for n in names}
         self.workers = [w for _, w in self.modules if w is not None]
         self.done = {}  # name -> (message, exception) of a module that ran after the backups
 
@@ -537,6 +560,11 @@ class Uploads:
                          "(at most %d module%s at once)"
                          % (", ".join(now), "s" if len(now) == 1 else "", self.limit,
                             "" if self.limit == 1 else "s"))
+        streaming = [n for n in now if self.streams.get(n)]
+        if streaming and "filesystem" in self.ctx.settings["BACKUP_MODULES"]:
+            lines.append("uploads: %s send%s each archive while dar writes it (dar -c - | dar_xform), "
+                         "under a temporary name until dar has succeeded"
+                         % (", ".join(streaming), "s" if len(streaming) == 1 else ""))
         if later:
             lines.append("uploads: %s get%s every new file after the backups, one module after another"
                          % (", ".join(later), "s" if len(later) == 1 else ""))
@@ -558,7 +586,8 @@ class Uploads:
             worker.thread.start()
 
     def add(self, path):
-        """A new file of the run: to every worker at once (each file once)."""
+        """A new file of the run: to every worker at once (each file once;
+        not to the workers that have it already as a growing archive)."""
         path = str(path)
         if path in self._seen:
             return
@@ -566,8 +595,17 @@ class Uploads:
         self.files.append(path)
         self.ctx.new_backups = list(self.files)
         monitor.record_of(self.ctx).event("made", None, path)
+        if any(growing.owns(path) for growing in self.growing):
+            return
         for worker in self.workers:
             worker.give(path)
+
+    def add_growing(self, growing):
+        """An archive dar has begun (core.growing): to every worker now; its
+        slices are sent while they are written where the remote can."""
+        self.growing.append(growing)
+        for worker in self.workers:
+            worker.give(growing)
 
     def finish(self):
         """After the backups: the workers get their last file, the other
@@ -584,7 +622,9 @@ class Uploads:
         record = monitor.record_of(self.ctx)
         for worker in self.workers:
             if worker.step is not None:
-                worker.step.files = list(worker.files)
+                worker.step.files = [p for item in worker.files for p in
+                                     ([f for f in self.files if item.owns(f)] if isinstance(item, Growing)
+                                      else [item])]
                 worker.step.ok = worker.message is None
                 record.steps.append(worker.step)
         order = {name: i for i, (name, _) in reversed(list(enumerate(self.modules)))}
@@ -677,13 +717,15 @@ def nightly(ctx):
                 uploads.add(path)
         else:
             ctx.on_made = uploads.add
+            if uploads.workers:  # an archive goes while dar writes it
+                ctx.on_growing = uploads.add_growing
             try:
                 for name in settings["BACKUP_MODULES"]:
                     made = _step(errors, "backup %s" % name, backup, ctx, name)
                     for path in made or []:  # what the module did not hand over itself
                         uploads.add(path)
             finally:
-                ctx.on_made = None
+                ctx.on_made = ctx.on_growing = None
         uploads.finish()
     except BaseException:  # SIGTERM: the uploads stop too, their temporary copies removed
         uploads.stop()

@@ -28,6 +28,7 @@ import time
 from concurrent.futures import CancelledError
 
 from pypackrat import log
+from pypackrat.core.growing import Abandoned
 from pypackrat.core.temp import PARTIAL, temporary_name
 from pypackrat.errors import PackratError
 
@@ -44,6 +45,7 @@ CAPABILITIES = {
     "host_keys": "checks the server's host key against known_hosts",
     "reconnect": "holds a network connection, which a failure can cut; reopened for a retry",
     "bulk_delete": "delete_many removes thousands of names in seconds (one connection, batched)",
+    "stream": "put_stream sends a file while it is still being written (an archive dar is making)",
 }
 
 
@@ -130,6 +132,17 @@ class Transport(Lister):
         """Store the local file under ``remote_name``; call
         ``progress(bytes_done)`` now and then if given."""
         raise NotImplementedError
+
+    def put_stream(self, reader, remote_name, progress=None):
+        """Store what ``reader.read(n)`` gives, until it gives b"", under
+        ``remote_name``: a file still being written (core.growing.Reader),
+        whose size is known only at its end. With the "stream" capability."""
+        raise NotImplementedError
+
+    def streams(self):
+        """Whether put_stream can be used, over this connection (ssh: not
+        where scp moves the bytes)."""
+        return "stream" in self.capabilities
 
     def get(self, remote_name, local_path, progress=None):
         """Fetch ``remote_name`` into the local file ``local_path`` (for
@@ -283,7 +296,7 @@ def _retrying(remote, what, action, reconnect=True, cancel=None):
     base = float(settings["UPLOAD_RETRY_WAIT"])
 
     def worth_retrying(exc):
-        if cancel is not None and cancel.is_set():
+        if cancel is not None and cancel.is_set() or isinstance(exc, Abandoned):
             return False
         return isinstance(exc, VerifyError) or remote.classify(exc) == TRANSIENT
 
@@ -308,7 +321,7 @@ def _retrying(remote, what, action, reconnect=True, cancel=None):
     )
     try:
         return retry(action)
-    except PackratError:
+    except (PackratError, Abandoned):
         raise
     except Exception as exc:
         raise PackratError("%s: %s failed: %s" % (remote.describe(), what, _words(exc)))
@@ -363,6 +376,121 @@ def upload(remote, local_path, cancel=None):
         raise
     finally:
         progress.finish()
+
+
+def upload_growing(remote, growing, cancel=None, event=None):
+    """Upload the slices of an archive still being written (core.growing):
+    each is sent while it grows, to its temporary remote name; once the
+    archive ended well, each copy is checked (what was read against the
+    final file read again, then the remote copy against it as upload()
+    does) and renamed. A copy that fails the check is sent again from the
+    final file (upload()). Where puts are atomic (S3) the put ends only
+    once the archive ended well and the check passed, under the final name.
+    Where the remote cannot stream (scp), the slices go once the archive
+    ended, as files. Raises growing.Abandoned, after removing what it sent,
+    when dar failed. ``event(what, path)`` records each slice's start and
+    end. Returns the final paths uploaded."""
+    from pypackrat.core.growing import Reader
+    uploader = threading.get_ident()
+
+    def stopped():
+        if cancel is not None and cancel.is_set():
+            if threading.get_ident() == uploader:
+                raise Cancelled()
+            raise Stopping("the run is being stopped")
+
+    event = event or (lambda what, path: None)
+    if remote.ctx.dry_run or not remote.streams():
+        while not growing.wait(0.5):
+            stopped()
+        if not growing.ok:
+            raise Abandoned(growing.base)
+        sent = []
+        for number in growing.slice_numbers(stopped):
+            path = growing.final_path(number)
+            event("upload started", path)
+            upload(remote, path, cancel)
+            event("upload ended", path)
+            sent.append(path)
+        return sent
+    atomic = "atomic_put" in remote.capabilities
+    pending = []  # (number, target, reader digest) put, not yet checked
+
+    def check(number, reader):
+        if reader.digest() != growing.final_digest(number):
+            raise VerifyError("%s changed after it was read" % growing.final_path(number))
+
+    class _Held:  # an atomic put: its end (b"") only once the archive ended well and was checked
+        def __init__(self, reader):
+            self.reader = reader
+
+        def fileno(self):
+            return self.reader.fileno()
+
+        def read(self, size=-1):
+            data = self.reader.read(size)
+            if not data:
+                while not growing.wait(POLL_END):
+                    stopped()
+                if not growing.ok:
+                    raise Abandoned(growing.base)
+                check(self.reader.number, self.reader)
+            return data
+
+    try:
+        for number in growing.slice_numbers(stopped):
+            name = os.path.basename(growing.final_path(number))
+            target = name if atomic else name + PARTIAL
+            log.verbose("[%s] uploading %s while it is written" % (remote.name.upper(), name))
+            event("upload started", growing.final_path(number))
+            progress = _Progress("%s %s" % (remote.name, name), 0)
+
+            def report(done):
+                stopped()
+                progress(done)
+
+            def attempt():
+                stopped()
+                with Reader(growing, number, stopped) as reader:
+                    remote.put_stream(_Held(reader) if atomic else reader, target, report)
+                    return reader
+
+            try:
+                reader = _retrying(remote, "upload of %s" % name, attempt, cancel=cancel)
+            except BaseException:
+                pending.append((number, target, None))
+                raise
+            pending.append((number, target, reader))
+        while not growing.wait(POLL_END):
+            stopped()
+        if not growing.ok:
+            raise Abandoned(growing.base)
+        sent = []
+        for number, target, reader in pending:
+            path = growing.final_path(number)
+            name = os.path.basename(path)
+            try:
+                check(number, reader)
+                verify(remote, path, target)
+                if target != name:
+                    remote.rename(target, name)
+            except Exception as exc:  # once more from the final file, the usual way
+                log.warn("%s: the copy of %s sent while it was written is not right (%s): sent again"
+                         % (remote.describe(), name, _words(exc)))
+                _discard(remote, target)
+                upload(remote, path, cancel)
+            event("upload ended", path)
+            sent.append(path)
+        return sent
+    except BaseException as exc:
+        for _, target, _ in pending:
+            _discard(remote, target)
+        if cancel is not None and cancel.is_set() and not isinstance(exc, Cancelled):
+            raise Cancelled() from exc
+        raise
+
+
+POLL_END = 0.5  # how often a wait for the archive's end asks whether the run is being stopped
 
 
 def _discard(remote, target):

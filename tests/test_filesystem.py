@@ -464,9 +464,9 @@ def test_dar_failing_mid_archive_leaves_no_slice(fs):
     def killer():
         while not done.is_set() and not killed:
             if any(n.startswith(".packrat-tmp-") and n.endswith(".3.dar") for n in os.listdir(bk)):
-                mine = os.path.join(bk, ".packrat-tmp-").encode()  # this test's dar only
+                # this test's dar only (its archive goes to a file, or to dar_xform while it is uploaded)
                 for pid in processes(lambda words: os.path.basename(words[0]) == b"dar"
-                                     and any(w.startswith(mine) for w in words)):
+                                     and src.encode() in words):
                     os.kill(pid, signal.SIGKILL)
                     killed.append(sorted(os.listdir(bk)))
             time.sleep(0.002)

@@ -19,6 +19,8 @@ import datetime
 import importlib
 import os
 import re
+import threading
+import time
 
 import pytest
 
@@ -498,6 +500,83 @@ def test_full_run_uploads_equal_the_local_files(backend, penv):
         # Bash module's upload comes after the backups, over one of its own
         opened = 1 if {"transfer", "reconnect"} <= backend.capabilities else 2
         assert backend.connections() == opened + (len(local) if backend.connection_per_file else 0)
+
+
+def _grow(growing, slices, order, before_end):
+    """Write ``slices`` (bytes each) as dar_xform does, a piece at a time;
+    then (after ``before_end()``) give them their final names and end the
+    archive well."""
+    for number, data in enumerate(slices, 1):
+        with open(growing.temp_path(number), "wb", buffering=0) as fh:
+            for start in range(0, len(data), 100_000):
+                fh.write(data[start:start + 100_000])
+                time.sleep(0.01)
+    order.append("written")
+    before_end()
+    for number in range(len(slices), 0, -1):
+        os.replace(growing.temp_path(number), growing.final_path(number))
+    growing.end(True)
+
+
+@pytest.mark.parametrize("ends_well", [True, False], ids=["made", "dar-failed"])
+def test_an_archive_is_sent_while_dar_writes_it(backend, penv, monkeypatch, ends_well):
+    """transfer.upload_growing: the remote reads each slice as it grows
+    (what it read is recorded before the slices are written whole), no
+    final name appears before the archive is made; then every slice is
+    there byte for byte, and nothing else. When dar fails instead, nothing
+    of the archive stays on the remote."""
+    need(backend, "stream")
+    from pypackrat.core import growing as growing_mod
+    ctx = context(penv, backend)
+    base = "testhost-grow-%s.master" % TODAY
+    g = growing_mod.Growing(str(penv.backup_dir), ".packrat-tmp-%d-%s" % (os.getpid(), base), base)
+    slices = [os.urandom(1_200_000), os.urandom(300_001)]
+    order = []
+    read = growing_mod.Reader.read
+
+    def reading(self, size=-1):
+        data = read(self, size)
+        if data and not order:
+            order.append("read")
+        return data
+
+    monkeypatch.setattr(growing_mod.Reader, "read", reading)
+    finals = {"%s.%d.dar" % (base, n): data for n, data in enumerate(slices, 1)}
+    early = []  # what the remote showed before the archive was made
+
+    def writer():
+        if ends_well:
+            _grow(g, slices, order, lambda: early.extend(backend.files()))
+            return
+        with open(g.temp_path(1), "wb") as fh:
+            fh.write(slices[0][:500_000])
+        while not order:
+            time.sleep(0.01)
+        os.unlink(g.temp_path(1))
+        g.end(False)
+
+    thread = threading.Thread(target=writer)
+    with connect(ctx, backend) as remote:
+        streams = remote.streams()  # ssh over scp (SSH_CLIENT=openssh) sends once the archive is made
+        if not streams and not ends_well:
+            order.append("read")  # the writer fails the archive at once: nothing may be sent
+        thread.start()
+        try:
+            if ends_well:
+                sent = transfer.upload_growing(remote, g)
+            else:
+                with pytest.raises(growing_mod.Abandoned):
+                    transfer.upload_growing(remote, g)
+        finally:
+            thread.join()
+    if ends_well:  # sent while it was written, where the remote can
+        assert order[0] == ("read" if streams else "written")
+    if ends_well:
+        assert not set(early) & set(finals), early  # no final name before the archive was made
+        assert [os.path.basename(p) for p in sent] == sorted(finals)
+        assert backend.files() == finals
+    else:
+        assert backend.files() == {}
 
 
 # -- the entries and the CI switch (no server) -----------------------------------

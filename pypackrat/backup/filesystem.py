@@ -30,6 +30,7 @@ import subprocess
 
 from pypackrat import execute, log
 from pypackrat.core import chains, darkey, names
+from pypackrat.core.growing import Growing
 from pypackrat.core import temp as tempnames
 from pypackrat.errors import PackratError, PartialFailure
 from pypackrat.settings import Group, Setting
@@ -200,7 +201,7 @@ def dar_argv(settings, archive, target, reference=None, key_args=()):
     ``-z9`` is FS_COMPRESSION's (compression_args: none, -z9, -zzstd:3...)."""
     compression = settings["FS_COMPRESSION"] if "FS_COMPRESSION" in settings else DEFAULT_COMPRESSION
     argv = ["dar", "-c", archive, "-n"] + compression_args(compression) + ["-D"]
-    if settings["FS_SLICE_SIZE"]:
+    if settings["FS_SLICE_SIZE"] and archive != "-":  # "-": to stdout, sliced by dar_xform
         argv += ["-s", settings["FS_SLICE_SIZE"]]
     for mask in settings["FS_EXCLUDE_FILES"]:
         argv += ["-X", mask]
@@ -212,6 +213,26 @@ def dar_argv(settings, archive, target, reference=None, key_args=()):
     argv += key_args
     argv.append("-Q")  # no "No terminal found" warning; questions still get "no"
     return argv
+
+
+def without_statistics(text):
+    """dar's messages without its statistics block (the lines from its
+    first row of dashes to its last)."""
+    lines = text.splitlines()
+    rows = [i for i, line in enumerate(lines) if line.strip().startswith("-----")]
+    if rows:
+        lines = lines[:rows[0]] + lines[rows[-1] + 1:]
+    return "\n".join(lines)
+
+
+def xform_argv(settings, archive):
+    """``dar_xform -Q -n [-s SLICE] - ARCHIVE``: the slices of the archive
+    dar writes to its stdout (a stream: dar never goes back in it), each
+    written from its first byte to its last (core.growing)."""
+    argv = ["dar_xform", "-Q", "-n"]
+    if settings["FS_SLICE_SIZE"]:
+        argv += ["-s", settings["FS_SLICE_SIZE"]]
+    return argv + ["-", archive]
 
 
 @contextlib.contextmanager
@@ -280,36 +301,57 @@ def backup_target(ctx, target):
         log.verbose("%s backing up %s" % (TAG, what))
     temp = tempnames.temporary_name(base)
     ref_path = os.path.join(directory, reference) if reference else None
-    with key_file(ctx.settings, reference) as key:
-        argv = dar_argv(ctx.settings, os.path.join(directory, temp), target, ref_path, key.args)
+    # while dar writes, the uploads that can already send it (ctx.on_growing)
+    growing = None
+    if ctx.on_growing is not None and not ctx.dry_run and execute.which("dar_xform"):
+        growing = Growing(directory, temp, base)
+    ok = False
+    try:
+        with key_file(ctx.settings, reference) as key:
+            try:
+                if growing is None:
+                    argv = dar_argv(ctx.settings, os.path.join(directory, temp), target, ref_path, key.args)
+                    result = execute.run(argv, ok_codes=OK_CODES, pass_fds=key.pass_fds,
+                                         dry_run=ctx.dry_run)
+                else:
+                    log.verbose("%s the uploads send the archive while dar writes it" % TAG)
+                    ctx.on_growing(growing)
+                    argv = dar_argv(ctx.settings, "-", target, ref_path, key.args)
+                    results = execute.pipeline(
+                        [argv, xform_argv(ctx.settings, os.path.join(directory, temp))], os.devnull,
+                        pass_fds=key.pass_fds, ok_codes=[OK_CODES, (0,)])
+                    result = execute.Result(results[0].code, results[0].err, "")
+            except execute.CommandFailed as exc:
+                discard(directory, temp)
+                if growing is not None:  # to stdout, dar prints its statistics on stderr: not the cause
+                    exc = execute.CommandFailed(exc.argv, exc.code, without_statistics(exc.stderr))
+                hint = DAR_EXIT.get(exc.code) if exc.argv[0] == "dar" else None
+                raise PackratError("%s backup of %s failed: %s%s"
+                                   % (TAG, target, exc, " (%s)" % hint if hint else "")) from None
+            except BaseException:
+                discard(directory, temp)
+                raise
+        if result is None:  # dry run: the plan names what the uploads would send
+            ctx.made(os.path.join(directory, "%s.*.dar" % base))
+            return []
+        if result.code == 11:
+            log.verbose("%s some files of %s changed while dar read them (dar exit 11); "
+                        "they are saved as dar found them" % (TAG, target))
+            for line in result.err.splitlines():
+                if line.strip():
+                    log.verbose("%s   %s" % (TAG, line.strip()))
+        for line in result.out.splitlines():
+            if line.strip() and not line.strip().startswith("---"):
+                log.verbose("%s   %s" % (TAG, line.strip()))
         try:
-            result = execute.run(argv, ok_codes=OK_CODES, pass_fds=key.pass_fds,
-                                 dry_run=ctx.dry_run)
-        except execute.CommandFailed as exc:
-            discard(directory, temp)
-            hint = DAR_EXIT.get(exc.code)
-            raise PackratError("%s backup of %s failed: %s%s"
-                               % (TAG, target, exc, " (%s)" % hint if hint else "")) from None
+            final = publish(directory, temp, base)
         except BaseException:
             discard(directory, temp)
             raise
-    if result is None:  # dry run: the plan names what the uploads would send
-        ctx.made(os.path.join(directory, "%s.*.dar" % base))
-        return []
-    if result.code == 11:
-        log.verbose("%s some files of %s changed while dar read them (dar exit 11); "
-                    "they are saved as dar found them" % (TAG, target))
-        for line in result.err.splitlines():
-            if line.strip():
-                log.verbose("%s   %s" % (TAG, line.strip()))
-    for line in result.out.splitlines():
-        if line.strip() and not line.strip().startswith("---"):
-            log.verbose("%s   %s" % (TAG, line.strip()))
-    try:
-        final = publish(directory, temp, base)
-    except BaseException:
-        discard(directory, temp)
-        raise
+        ok = True
+    finally:
+        if growing is not None:
+            growing.end(ok)
     for path in final:  # the uploads start on them while the next target is archived
         ctx.made(path)
     return final

@@ -152,7 +152,7 @@ def _abort(conn):
 
 class Remote(Transport):
     name = "ftp"
-    capabilities = frozenset({"transfer", "checksum", "credentials", "reconnect", "bulk_delete"})
+    capabilities = frozenset({"transfer", "checksum", "credentials", "reconnect", "bulk_delete", "stream"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -237,11 +237,28 @@ class Remote(Transport):
         (_send): a SIGTERM stops even a transfer that crawls or stalls
         within a second or so; a transfer that fails or is stopped is reset
         (_abort), nothing more of it sent."""
-        import ssl
-        session = self._conn()
-        with open(local_path, "rb", buffering=0) as fh, self._transfer():
+        with open(local_path, "rb", buffering=0) as fh:
             size = os.fstat(fh.fileno()).st_size
             view = memoryview(bytearray(CHUNK))
+
+            def chunks():
+                done = 0
+                while done < size:  # the size it had when the upload began
+                    n = fh.readinto(view[:min(CHUNK, size - done)])
+                    if not n:
+                        raise EOFError("%s shrank while it was sent" % local_path)
+                    yield view[:n]
+                    done += n
+            self._store(chunks(), remote_name, progress)
+
+    def put_stream(self, reader, remote_name, progress=None):
+        self._store(map(memoryview, iter(lambda: reader.read(CHUNK), b"")), remote_name, progress)
+
+    def _store(self, chunks, remote_name, progress):
+        """STOR ``remote_name`` with the data of ``chunks`` (see put)."""
+        import ssl
+        session = self._conn()
+        with self._transfer():
             # binary: a listing before (the purge's, on this same session)
             # left the session in ASCII, where a server may rewrite line ends
             session.voidcmd("TYPE I")
@@ -254,12 +271,9 @@ class Remote(Transport):
                 else:
                     _kernel_timeouts(conn, POLL)
                 done = 0
-                while done < size:  # the size it had when the upload began
-                    n = fh.readinto(view[:min(CHUNK, size - done)])
-                    if not n:
-                        raise EOFError("%s shrank while it was sent" % local_path)
-                    _send(conn, view[:n], progress, done)
-                    done += n
+                for chunk in chunks:
+                    _send(conn, chunk, progress, done)
+                    done += len(chunk)
                     if progress:
                         progress(done)
                 if tls:

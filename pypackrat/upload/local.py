@@ -63,7 +63,7 @@ def _identity(st):
 
 class Remote(Transport):
     name = "local"
-    capabilities = frozenset({"transfer", "checksum", "bulk_delete"})
+    capabilities = frozenset({"transfer", "checksum", "bulk_delete", "stream"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -120,11 +120,18 @@ class Remote(Transport):
         return os.path.join(self.directory, name)
 
     def put(self, local_path, remote_name, progress=None):
+        with os.fdopen(_open_regular(local_path), "rb") as src:
+            self._store(src, remote_name, progress)
+
+    def put_stream(self, reader, remote_name, progress=None):
+        self._store(reader, remote_name, progress)
+
+    def _store(self, src, remote_name, progress):
         dest = self._path(remote_name)
         self._written.pop(remote_name, None)
         fd = create_private(dest)
         with os.fdopen(fd, "wb") as dst:
-            self._copy(local_path, dst, progress)
+            self._copy_from(src, dst, progress)
             written = os.fstat(dst.fileno())
         # what the path shows once the file is closed (a NAS may set its
         # mtime at the close), taken only if it is still the file written
@@ -141,18 +148,22 @@ class Remote(Transport):
 
     @staticmethod
     def _copy(source, dst, progress):
-        done = 0
         with os.fdopen(_open_regular(source), "rb") as src:
-            while True:
-                block = src.read(BLOCK)
-                if not block:
-                    break
-                dst.write(block)
-                done += len(block)
-                if progress:
-                    progress(done)
-            dst.flush()
-            os.fsync(dst.fileno())
+            Remote._copy_from(src, dst, progress)
+
+    @staticmethod
+    def _copy_from(src, dst, progress):
+        done = 0
+        while True:
+            block = src.read(BLOCK)
+            if not block:
+                break
+            dst.write(block)
+            done += len(block)
+            if progress:
+                progress(done)
+        dst.flush()
+        os.fsync(dst.fileno())
 
     def _ours(self, name, path):
         """Raise unless ``path`` is still the regular file put wrote as ``name``."""

@@ -45,7 +45,7 @@ def _rsh_word(word):
 
 class Remote(ssh.Remote):
     name = "rsync"
-    capabilities = ssh.Remote.capabilities
+    capabilities = ssh.Remote.capabilities - {"stream"}  # rsync moves the bytes of whole files
 
     def classify(self, exc):
         if isinstance(exc, ssh.ScpFailed) and PERMANENT.search(exc.stderr):

@@ -47,6 +47,9 @@ BATCH = 1000  # keys per DeleteObjects request
 # about 3 MiB, and 4 fill a link as well on this machine (BENCHMARKS.md:
 # the s3 upload against boto3's default, and bench/night's peak RSS)
 CONCURRENCY = 4
+# the parts of an upload made while the file is written (put_stream), whose
+# size is not known before: up to 78 GiB an object (MAX_PARTS of them)
+STREAM_PART = 8 * MiB
 STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
                    "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE")
 
@@ -55,6 +58,60 @@ def split_bucket(value):
     bucket, _, prefix = value.strip("/").partition("/")
     prefix = prefix.strip("/")
     return bucket, (prefix + "/" if prefix else "")
+
+
+class _Counter:
+    """The bytes the parts sent so far, reported to ``progress`` (which
+    raises when the run is being stopped); called from the parts' threads."""
+
+    def __init__(self, progress):
+        import threading
+        self.progress, self.done, self.lock = progress, 0, threading.Lock()
+
+    def __call__(self, n):
+        with self.lock:
+            self.done += n
+            done = self.done
+        if self.progress:
+            self.progress(done)
+
+
+class _FileRange:
+    """Bytes [start, start + length) of the open descriptor ``fd``, as a
+    file botocore can read, seek back (for its checksum and its retries)
+    and measure; read with pread (no shared offset), each read reported to
+    ``sent``."""
+
+    def __init__(self, fd, start, length, sent=None):
+        self.fd, self.start, self.length, self.sent, self.pos = fd, start, length, sent, 0
+
+    def __len__(self):
+        return self.length
+
+    def read(self, size=-1):
+        left = self.length - self.pos
+        size = left if size is None or size < 0 else min(size, left)
+        data = os.pread(self.fd, size, self.start + self.pos) if size > 0 else b""
+        if len(data) < size:
+            raise EOFError("the file shrank while its part was sent")
+        self.pos += len(data)
+        if self.sent is not None and data:
+            self.sent(len(data))
+        return data
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.length}[whence]
+        self.pos = max(0, min(self.length, base + offset))
+        return self.pos
+
+    def tell(self):
+        return self.pos
+
+    def seekable(self):
+        return True
+
+    def readable(self):
+        return True
 
 
 def part_size(size):
@@ -192,7 +249,8 @@ class MultipartETag(Digest):
 
 class Remote(Transport):
     name = "s3"
-    capabilities = frozenset({"transfer", "checksum", "atomic_put", "credentials", "reconnect", "bulk_delete"})
+    capabilities = frozenset({"transfer", "checksum", "atomic_put", "credentials", "reconnect", "bulk_delete",
+                              "stream"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -317,6 +375,66 @@ class Remote(Transport):
 
         client.upload_file(local_path, self.bucket, self._key(remote_name), ExtraArgs=self._extra(),
                            Config=self.transfer_config(size), Callback=sent)
+
+    def put_stream(self, reader, remote_name, progress=None):
+        """A multipart upload of a file still being written: ``reader``
+        reads ahead (waiting for the bytes: core.growing.Reader), and each
+        part of STREAM_PART bytes goes as soon as the reader has passed it,
+        read from the file itself (_FileRange), CONCURRENCY parts in flight,
+        no copy of them in memory. Completed at the reader's end (for an
+        archive: once it ended well), so that the object appears whole or
+        not at all; aborted on any failure."""
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+        client = self._conn()
+        key = self._key(remote_name)
+        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, **self._extra())["UploadId"]
+        fd, offset, number, running, etags = reader.fileno(), 0, 0, set(), {}
+        sent = _Counter(progress)
+
+        def settle(until):
+            while len(running) > until:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    running.discard(future)
+                    part, etag = future.result()
+                    etags[part] = etag
+
+        pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="packrat-s3-part")
+        try:
+            end = False
+            while not end:
+                length = 0
+                while length < STREAM_PART:
+                    data = reader.read(min(MiB, STREAM_PART - length))
+                    if not data:
+                        end = True
+                        break
+                    length += len(data)
+                if length or not number:
+                    number += 1
+                    settle(CONCURRENCY - 1)
+                    running.add(pool.submit(self._part, client, key, upload_id, number,
+                                            _FileRange(fd, offset, length, sent)))
+                    offset += length
+            settle(0)
+            client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]})
+        except BaseException:
+            for future in running:
+                future.cancel()
+            pool.shutdown(wait=True)
+            try:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except Exception as exc:  # the bucket's lifecycle rule, if any, ends it
+                log.verbose("%s: could not abort the multipart upload of %s: %s" % (self.describe(), key, exc))
+            raise
+        pool.shutdown(wait=True)
+
+    def _part(self, client, key, upload_id, number, body):
+        answer = client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                    Body=body, ContentLength=len(body))
+        return number, answer["ETag"]
 
     def get(self, remote_name, local_path, progress=None):
         done = [0]

@@ -149,7 +149,7 @@ class Remote(transfer.Transport):
     ``_conn()``, ``_path(name)``, ``_spec(name)``."""
 
     name = "ssh"
-    capabilities = frozenset({"transfer", "credentials", "host_keys", "reconnect", "bulk_delete"})
+    capabilities = frozenset({"transfer", "credentials", "host_keys", "reconnect", "bulk_delete", "stream"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -481,9 +481,15 @@ class Remote(transfer.Transport):
             self._scp([local_path, self._spec(remote_name)], watch=path, progress=progress)
             sftp.chmod(path, REMOTE_MODE)  # scp gives the local file's mode; before the rename
             return
+        with open(local_path, "rb") as src:
+            self._write(sftp, src, path, progress)
+
+    def _write(self, sftp, src, path, progress):
+        """Write what ``src.read`` gives into a new file ``path`` over SFTP,
+        pipelined, in the largest requests the server takes."""
         size = _request_size(sftp)
         done, started = 0, time.monotonic()
-        with open(local_path, "rb") as src, _create(sftp, path) as dst:
+        with _create(sftp, path) as dst:
             dst.set_pipelined(True)
             dst.MAX_REQUEST_SIZE = size
             for block in iter(lambda: src.read(1 << 20), b""):
@@ -492,6 +498,21 @@ class Remote(transfer.Transport):
                 self._throttle(done, started)
                 if progress:
                     progress(done)
+
+    def streams(self):
+        return "stream" in self.capabilities and not self.use_openssh()
+
+    def put_stream(self, reader, remote_name, progress=None):
+        sftp = self._conn()
+        path = self._path(remote_name)
+        try:
+            try:  # a stale temporary keeps its mode: start afresh
+                sftp.remove(path)
+            except FileNotFoundError:
+                pass
+            self._write(sftp, reader, path, progress)
+        except PermissionError as exc:  # not worth a retry
+            raise PackratError("%s: cannot write %s: %s" % (self.describe(), remote_name, exc))
 
     def _throttle(self, done, started):
         if self.bwlimit:

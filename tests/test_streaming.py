@@ -1,0 +1,306 @@
+"""Archives sent while dar writes them (issue 15, the whole night's speed):
+the filesystem module makes the archive through ``dar -c - | dar_xform``
+and the upload modules send each slice as it grows, to its temporary
+remote name; the final remote names come only once dar has succeeded and
+each copy was checked. Real dar, dar_xform, sshd, FTP and S3 servers; the
+order is read from the run's recorded events, never from timings."""
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from pypackrat.core import growing as growing_mod
+from pypackrat.core.growing import Abandoned, Growing, Reader
+from tests.conftest import PACKRAT
+from tests.servers.ftp import ftp_server, ftpd  # noqa: F401
+from tests.servers.s3 import s3_server, s3d  # noqa: F401
+from tests.servers.sshd import sshd, sshd_server  # noqa: F401
+from tests.test_overlap import TODAY, events, nightly, sent, sigterm_when
+
+MODULES = ("local", "ssh", "ftp", "s3")
+
+
+def tree(tmp_path, name, size):
+    src = tmp_path / name
+    (src / "sub").mkdir(parents=True)
+    (src / "big.bin").write_bytes(os.urandom(size))
+    (src / "sub" / "notes.txt").write_text("line\n" * 5000)
+    return str(src)
+
+
+def remotes(penv, tmp_path, sshd, ftpd, s3d):
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    settings = dict(UPLOAD_MODULES=list(MODULES), UPLOAD_CONCURRENCY=4, LOCAL_DIR=str(nas))
+    settings.update(sshd.settings(SSH_CLIENT="paramiko"))
+    settings.update(ftpd.settings())
+    settings.update(s3d.settings())
+    return settings
+
+
+def remote_files(module, tmp_path, sshd, ftpd, s3d):
+    """{name: bytes} on the remote of ``module``."""
+    if module == "s3":
+        return {key.rsplit("/", 1)[-1]: data for key, data in s3d.objects().items()}
+    directory = {"local": str(tmp_path / "nas"), "ssh": sshd.root, "ftp": ftpd.files_dir}[module]
+    out = {}
+    for name in os.listdir(directory):
+        with open(os.path.join(directory, name), "rb") as fh:
+            out[name] = fh.read()
+    return out
+
+
+def restore(slices_dir, base, dest):
+    subprocess.run(["dar", "-x", os.path.join(slices_dir, base), "-R", str(dest), "-Q", "-O"],
+                   check=True, stdin=subprocess.DEVNULL, capture_output=True)
+
+
+def same_tree(a, b):
+    for root, _, files in os.walk(a):
+        for name in files:
+            mine = os.path.join(root, name)
+            theirs = os.path.join(b, os.path.relpath(mine, a))
+            with open(mine, "rb") as x, open(theirs, "rb") as y:
+                assert x.read() == y.read(), theirs
+    return True
+
+
+def test_every_module_sends_the_slices_while_dar_writes_them(penv, tmp_path, sshd, ftpd, s3d,
+                                                           monkeypatch):
+    """Several slices (dar_xform cuts them), four remotes at once: each
+    slice's upload starts before the archive is made (its "made" event: dar
+    has ended and the slices have their final names), every slice reaches
+    every remote once, byte for byte, under its final name only, and the
+    archive restores from a remote's copy."""
+    src = tree(tmp_path, "src", 3 << 20)
+    first = "testhost%s-%s.master.1.dar" % (src.replace("/", "-"), TODAY)
+    marker = tmp_path / "all-sending"
+    held_dar(tmp_path, monkeypatch, marker)
+    settings = remotes(penv, tmp_path, sshd, ftpd, s3d)
+    partials = [os.path.join(d, first + ".partial") for d in (str(tmp_path / "nas"), sshd.root, ftpd.files_dir)]
+    def ready():
+        return all(os.path.exists(p) for p in partials) and s3d.uploads_in_progress()
+    watcher = threading.Thread(target=mark_when, args=(marker, ready), daemon=True)
+    watcher.start()
+    ctx, errors = nightly(penv, monkeypatch, BACKUP_MODULES=["filesystem"], FS_TARGETS=[src],
+                          FS_SLICE_SIZE="1M", FS_COMPRESSION="zstd", **settings)
+    watcher.join()
+    assert errors == []
+    assert marker.exists()  # every remote had begun slice 1 while dar was held
+    local = sorted(os.listdir(penv.backup_dir))
+    assert len(local) >= 3 and not any(n.startswith(".packrat-tmp-") for n in local)
+    made = [path for _, path in events(ctx, "made")]
+    assert sorted(os.path.basename(p) for p in made) == local
+    for module in MODULES:
+        assert sorted(sent(ctx, module)) == sorted(made), module  # each slice once
+        path = os.path.join(penv.backup_dir, first)
+        started = [i for i, p in events(ctx, "upload started", module) if p == path]
+        made_at = [i for i, p in events(ctx, "made") if p == path]
+        assert len(started) == 1 and started[0] < made_at[0], module  # sent while dar wrote it
+        theirs = remote_files(module, tmp_path, sshd, ftpd, s3d)
+        assert sorted(theirs) == local, module  # no .partial, nothing else
+        for name in local:
+            with open(os.path.join(penv.backup_dir, name), "rb") as fh:
+                assert theirs[name] == fh.read(), (module, name)
+    out = tmp_path / "restored"
+    out.mkdir()
+    restore(str(tmp_path / "nas"), local[0].rsplit(".1.dar", 1)[0], out)
+    assert same_tree(src, str(out))
+
+
+HELD_DAR = """#!/bin/sh
+# dar whose archive stops coming after 1.2 MB until MARKER exists (60 s at most)
+[ "$1" = -c ] || exec %(dar)s "$@"
+%(dar)s "$@" | { head -c 1200000; i=0; while [ ! -e %(marker)s ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; cat; }
+"""
+
+
+def held_dar(tmp_path, monkeypatch, marker):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "dar").write_text(HELD_DAR % {"dar": shutil.which("dar"), "marker": marker})
+    (bindir / "dar").chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ["PATH"]))
+
+
+def mark_when(marker, ready, limit=60):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if ready():
+            marker.touch()
+            return
+        time.sleep(0.05)
+
+
+BAD_DAR = """#!/bin/sh
+# dar for the targets whose path holds "bad": half an archive, then a failure
+case "$*" in
+  *bad*) %(dar)s "$@" | { head -c 1500000; i=0; while [ ! -e %(marker)s ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; cat >/dev/null; }
+         echo "dar: simulated failure" >&2; exit 2 ;;
+  *) exec %(dar)s "$@" ;;
+esac
+"""
+
+
+def test_a_dar_that_fails_mid_archive_leaves_no_copy_and_the_others_are_sent(
+        penv, tmp_path, sshd, ftpd, s3d, monkeypatch):
+    """Targets good, bad, good2: dar fails on the middle one after the
+    uploads have begun sending it. The run reports that backup's failure
+    and no upload failure; no remote keeps anything of it (no final name,
+    no .partial, no unfinished multipart upload); the other two archives
+    are on every remote."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    marker = tmp_path / "all-sending"
+    (bindir / "dar").write_text(BAD_DAR % {"dar": shutil.which("dar"), "marker": marker})
+    (bindir / "dar").chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ["PATH"]))
+    good, bad, good2 = (tree(tmp_path, n, 2 << 20) for n in ("good", "bad", "good2"))
+    settings = remotes(penv, tmp_path, sshd, ftpd, s3d)
+    first = "testhost%s-%s.master.1.dar.partial" % (bad.replace("/", "-"), TODAY)
+    partials = [os.path.join(d, first) for d in (str(tmp_path / "nas"), sshd.root, ftpd.files_dir)]
+    watcher = threading.Thread(target=mark_when, args=(marker, lambda: all(
+        os.path.exists(p) for p in partials) and any("-bad-" in k for k in s3d.uploads_in_progress())),
+        daemon=True)
+    watcher.start()
+    ctx, errors = nightly(penv, monkeypatch, BACKUP_MODULES=["filesystem"], FS_TARGETS=[good, bad, good2],
+                          FS_SLICE_SIZE="1M", FS_COMPRESSION="none", **settings)
+    watcher.join()
+    assert marker.exists()  # every remote was sending the bad archive when dar failed
+    assert len(errors) == 1 and "backup of %s failed" % bad in errors[0], errors
+    assert "simulated failure" in errors[0] and "inode" not in errors[0]  # not dar's statistics
+    local = sorted(os.listdir(penv.backup_dir))
+    assert local and not any("-bad-" in n or n.startswith(".packrat-tmp-") for n in local), local
+    for module in MODULES:
+        started = [p for _, p in events(ctx, "upload started", module)]
+        assert any("-bad-" in p for p in started), module  # it was being sent when dar failed
+        assert sorted(remote_files(module, tmp_path, sshd, ftpd, s3d)) == local, module
+        assert sorted(os.path.basename(p) for p in sent(ctx, module)) == local, module
+    assert s3d.uploads_in_progress() == []
+
+
+SLOW_DAR = """#!/bin/sh
+# dar whose archive stops coming after 1.5 MB, for a long while
+[ "$1" = -c ] || exec %(dar)s "$@"
+%(dar)s "$@" | { head -c 1500000; sleep 300; cat; }
+"""
+
+
+def test_sigterm_while_dar_writes_removes_every_temporary_copy(penv, tmp_path, sshd, ftpd, s3d):
+    """SIGTERM while the slices are being sent and dar is still writing:
+    packrat exits 143 and mails once; nothing is left under a temporary or
+    final name, locally or on any remote, and no multipart upload is open."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "dar").write_text(SLOW_DAR % {"dar": shutil.which("dar")})
+    (bindir / "dar").chmod(0o755)
+    src = tree(tmp_path, "src", 3 << 20)
+    settings = remotes(penv, tmp_path, sshd, ftpd, s3d)
+    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[src], FS_SLICE_SIZE="1M", FS_COMPRESSION="none",
+               **settings)
+    partial = os.path.join(sshd.root, "testhost%s-%s.master.1.dar.partial" % (src.replace("/", "-"), TODAY))
+    proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PACKRAT_DATE=TODAY,
+                                     PATH="%s:%s" % (bindir, os.environ["PATH"])))
+    out, err = sigterm_when(proc, lambda: os.path.exists(partial) and os.path.getsize(partial) > 0,
+                            wait=90)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert len(penv.mails()) == 1 and "stopped (SIGTERM)" in penv.smtp.bodies()[0]
+    assert os.listdir(penv.backup_dir) == []
+    for module in MODULES:
+        assert remote_files(module, tmp_path, sshd, ftpd, s3d) == {}, module
+    assert s3d.uploads_in_progress() == []
+
+
+# -- the reader, alone (no server) -------------------------------------------------
+
+def _writer(path, blocks, pause):
+    with open(path, "wb", buffering=0) as fh:
+        for block in blocks:
+            fh.write(block)
+            time.sleep(pause)
+
+
+@pytest.mark.fast
+def test_a_reader_waits_for_the_growing_slice_and_ends_with_it(tmp_path):
+    blocks = [os.urandom(70000) for _ in range(8)]
+    g = Growing(str(tmp_path), ".packrat-tmp-1-a", "a")
+    writer = threading.Thread(target=_writer, args=(g.temp_path(1), blocks, 0.02))
+    writer.start()
+    while not g.exists(1):
+        time.sleep(0.01)
+    got = []
+    with Reader(g, 1, lambda: None) as reader:
+        def finish():
+            writer.join()
+            os.replace(g.temp_path(1), g.final_path(1))
+            g.end(True)
+        threading.Thread(target=finish).start()
+        for data in iter(lambda: reader.read(50000), b""):
+            got.append(data)
+        assert reader.digest() == g.final_digest(1)
+    assert b"".join(got) == b"".join(blocks)
+    assert list(g.slice_numbers(lambda: None)) == [1]
+
+
+@pytest.mark.fast
+def test_a_slice_is_whole_once_the_next_one_is_begun(tmp_path):
+    g = Growing(str(tmp_path), ".packrat-tmp-1-a", "a")
+    with open(g.temp_path(1), "wb") as fh:
+        fh.write(b"x" * 1000)
+    assert not g.whole(1)
+    with Reader(g, 1, lambda: None) as reader:
+        assert reader.read(4096) == b"x" * 1000
+        open(g.temp_path(2), "wb").close()
+        assert reader.read(4096) == b""  # slice 2 is begun: slice 1 grows no more
+
+
+@pytest.mark.fast
+def test_a_reader_of_an_archive_dar_failed_to_make_stops(tmp_path, monkeypatch):
+    monkeypatch.setattr(growing_mod, "POLL", 0.01)
+    g = Growing(str(tmp_path), ".packrat-tmp-1-a", "a")
+    with open(g.temp_path(1), "wb") as fh:
+        fh.write(b"y" * 100)
+    with Reader(g, 1, lambda: None) as reader:
+        assert reader.read(4096) == b"y" * 100
+        threading.Timer(0.1, g.end, (False,)).start()
+        with pytest.raises(Abandoned):
+            reader.read(4096)
+    os.unlink(g.temp_path(1))
+    with pytest.raises(Abandoned):
+        list(g.slice_numbers(lambda: None))
+
+
+@pytest.mark.fast
+def test_a_waiting_reader_asks_whether_the_run_is_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr(growing_mod, "POLL", 0.01)
+    g = Growing(str(tmp_path), ".packrat-tmp-1-a", "a")
+    open(g.temp_path(1), "wb").close()
+
+    class Stop(Exception):
+        pass
+
+    asked = []
+
+    def stopped():
+        asked.append(1)
+        if len(asked) > 3:
+            raise Stop()
+
+    with Reader(g, 1, stopped) as reader, pytest.raises(Stop):
+        reader.read(10)
+
+
+@pytest.mark.fast
+def test_a_planted_link_at_the_temporary_name_is_not_followed(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("not yours")
+    g = Growing(str(tmp_path), ".packrat-tmp-1-a", "a")
+    os.symlink(str(secret), g.temp_path(1))
+    with pytest.raises(OSError):
+        Reader(g, 1, lambda: None)
