@@ -9,8 +9,11 @@ descriptors (``/dev/fd/N``: nothing on disk, gone when the process is), or
 through the environment, never through argv; 0600 files in a private
 directory only where memory files are not available.
 
-Every child dies with packrat (``PR_SET_PDEATHSIG``): a run killed with
-SIGKILL leaves no dump or dar process writing on. What such a run leaves
+Every child dies with packrat (``PR_SET_PDEATHSIG``, asked for by the
+child of sh's fork, or by ``setpriv --pdeathsig`` for ``popen``): a run
+killed with SIGKILL leaves no dump or dar process writing on. Processes
+are started safely from any thread (``_start``: nothing between fork and
+exec waits on a lock). What such a run leaves
 on disk (``.packrat-tmp-PID-*`` files, its private directory) is removed by
 the next run (core.temp.sweep_stale).
 
@@ -128,7 +131,9 @@ class Result:
 #   child, the handler would raise there, and sh lets a BaseException out:
 #   the child would go on as a second packrat. The starting thread blocks
 #   those signals over the fork; the child, once its handlers are back to
-#   the default that exec would give them anyway, unblocks them.
+#   the default that exec would give them anyway, unblocks them. (sh's
+#   reader and waiter threads of the command, made during the start, keep
+#   them blocked: they start no process, and the signals go to the others.)
 # - an import: the codecs sh encodes argv and its report with are looked up
 #   (an import of the encodings package, under a module lock) once, before
 #   the first fork, and cached.
