@@ -187,6 +187,7 @@ def test_dry_run_shows_which_files_go_where(penv, tmp_path):
     archive = os.path.join(str(penv.backup_dir), first_slice(one).replace(".1.dar", ".*.dar"))
     assert "[dry run] uploads: local sends each file as soon as it is made, while the backups go on " \
            "(at most 2 modules at once)" in proc.stdout
+    assert "[dry run] uploads: local sends each archive while dar writes it" in proc.stdout
     assert "[dry run] uploads: shelf gets every new file after the backups" in proc.stdout
     assert "[dry run] would upload %s to local:%s" % (archive, nas) in proc.stdout
     assert "[dry run] would upload %s with mod_shelf" % archive in proc.stdout

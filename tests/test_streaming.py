@@ -304,3 +304,38 @@ def test_a_planted_link_at_the_temporary_name_is_not_followed(tmp_path):
     os.symlink(str(secret), g.temp_path(1))
     with pytest.raises(OSError):
         Reader(g, 1, lambda: None)
+
+
+def test_an_encrypted_chain_sent_while_written_restores_from_the_remote(penv, tmp_path):
+    """ENCRYPTION_KEY, a master then an incremental, both made through
+    dar_xform and sent while written: the remote's copies restore, in
+    chain order, to the tree of the second day, byte for byte."""
+    key = "streamed-" + os.urandom(8).hex()
+    src = tree(tmp_path, "src", 1 << 20)
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[src], FS_SLICE_SIZE="300k", FS_COMPRESSION="zstd",
+               ENCRYPTION_KEY=key, UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas))
+    first = penv.run("-v", date="20261126", check=0)
+    assert "send the archive while dar writes it" in first.stdout + first.stderr
+    with open(os.path.join(src, "big.bin"), "r+b") as fh:
+        fh.seek(4096)
+        fh.write(os.urandom(5000))
+    (tmp_path / "src" / "sub" / "new.txt").write_text("day two\n")
+    penv.run(date="20261127", check=0)
+    names = sorted(os.listdir(str(nas)))
+    assert names == sorted(os.listdir(penv.backup_dir))
+    prefix = "testhost%s-" % src.replace("/", "-")
+    assert any(n.startswith(prefix + "20261127.") for n in names) and \
+        any(n.startswith(prefix + "20261126.master.") for n in names)
+    dcf = tmp_path / "key.dcf"
+    dcf.write_text("-K aes256:%s\n" % key)
+    out = tmp_path / "restored"
+    out.mkdir()
+    for base in (prefix + "20261126.master", prefix + "20261127"):
+        subprocess.run(["dar", "-x", os.path.join(str(nas), base), "-R", str(out), "-B", str(dcf), "-Q",
+                        "-O", "-w"], check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    assert same_tree(src, str(out)) and (out / "sub" / "new.txt").read_text() == "day two\n"
+    unkeyed = subprocess.run(["dar", "-t", os.path.join(str(nas), prefix + "20261127"), "-Q"],
+                             stdin=subprocess.DEVNULL, capture_output=True)
+    assert unkeyed.returncode != 0  # it really is encrypted
