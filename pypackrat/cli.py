@@ -186,8 +186,11 @@ def main(argv=None):
     import signal
     from pypackrat.errors import Terminated
     stopping = []
+    me = os.getpid()
 
     def terminate(signum, frame):
+        if os.getpid() != me:  # a child between fork and exec: it ends as the program would
+            os._exit(128 + signum)
         if stopping:  # a second SIGTERM: the stop under way goes on, bounded by its watchdog
             return
         stopping.append(_stop_watchdog())

@@ -136,7 +136,9 @@ class Transport(Lister):
     def put_stream(self, reader, remote_name, progress=None):
         """Store what ``reader.read(n)`` gives, until it gives b"", under
         ``remote_name``: a file still being written (core.growing.Reader),
-        whose size is known only at its end. With the "stream" capability."""
+        whose size is known only at its end. With the "stream" capability.
+        Returns None; with "atomic_put" too, an upload still open instead,
+        whose complete() makes the file appear and abort() drops it."""
         raise NotImplementedError
 
     def streams(self):
@@ -380,16 +382,16 @@ def upload(remote, local_path, cancel=None):
 
 def upload_growing(remote, growing, cancel=None, event=None):
     """Upload the slices of an archive still being written (core.growing):
-    each is sent while it grows, to its temporary remote name; once the
-    archive ended well, each copy is checked (what was read against the
-    final file read again, then the remote copy against it as upload()
-    does) and renamed. A copy that fails the check is sent again from the
-    final file (upload()). Where puts are atomic (S3) the put ends only
-    once the archive ended well and the check passed, under the final name.
-    Where the remote cannot stream (scp), the slices go once the archive
-    ended, as files. Raises growing.Abandoned, after removing what it sent,
-    when dar failed. ``event(what, path)`` records each slice's start and
-    end. Returns the final paths uploaded."""
+    each is sent while it grows, to its temporary remote name (where puts
+    are atomic, S3, into an upload left open: put_stream returns what
+    completes or aborts it), one slice after the other. Once the archive
+    ended well, each copy is checked (what was read against the final file
+    read again), completed, checked as upload() checks, and renamed. A copy
+    that fails a check is sent again from the final file (upload()). Where
+    the remote cannot stream (scp), the slices go once the archive ended,
+    as files. Raises growing.Abandoned, after removing what it sent, when
+    dar failed. ``event(what, path)`` records each slice's start and end.
+    Returns the final paths uploaded."""
     from pypackrat.core.growing import Reader
     uploader = threading.get_ident()
 
@@ -401,7 +403,7 @@ def upload_growing(remote, growing, cancel=None, event=None):
 
     event = event or (lambda what, path: None)
     if remote.ctx.dry_run or not remote.streams():
-        while not growing.wait(0.5):
+        while not growing.wait(POLL_END):
             stopped()
         if not growing.ok:
             raise Abandoned(growing.base)
@@ -414,28 +416,17 @@ def upload_growing(remote, growing, cancel=None, event=None):
             sent.append(path)
         return sent
     atomic = "atomic_put" in remote.capabilities
-    pending = []  # (number, target, reader digest) put, not yet checked
+    pending = []  # [number, target, reader, open upload or None]: put, not yet checked
 
-    def check(number, reader):
-        if reader.digest() != growing.final_digest(number):
-            raise VerifyError("%s changed after it was read" % growing.final_path(number))
-
-    class _Held:  # an atomic put: its end (b"") only once the archive ended well and was checked
-        def __init__(self, reader):
-            self.reader = reader
-
-        def fileno(self):
-            return self.reader.fileno()
-
-        def read(self, size=-1):
-            data = self.reader.read(size)
-            if not data:
-                while not growing.wait(POLL_END):
-                    stopped()
-                if not growing.ok:
-                    raise Abandoned(growing.base)
-                check(self.reader.number, self.reader)
-            return data
+    def drop(item):
+        _, target, _, unfinished = item
+        if unfinished is not None:
+            try:
+                unfinished.abort()
+            except Exception as exc:
+                log.verbose("%s: could not abort the upload of %s: %s" % (remote.describe(), target, exc))
+        else:
+            _discard(remote, target)
 
     try:
         for number in growing.slice_numbers(stopped):
@@ -452,39 +443,42 @@ def upload_growing(remote, growing, cancel=None, event=None):
             def attempt():
                 stopped()
                 with Reader(growing, number, stopped) as reader:
-                    remote.put_stream(_Held(reader) if atomic else reader, target, report)
-                    return reader
+                    return reader, remote.put_stream(reader, target, report)
 
-            try:
-                reader = _retrying(remote, "upload of %s" % name, attempt, cancel=cancel)
-            except BaseException:
-                pending.append((number, target, None))
-                raise
-            pending.append((number, target, reader))
+            item = [number, target, None, None]
+            pending.append(item)
+            item[2], item[3] = _retrying(remote, "upload of %s" % name, attempt, cancel=cancel)
         while not growing.wait(POLL_END):
             stopped()
         if not growing.ok:
             raise Abandoned(growing.base)
         sent = []
-        for number, target, reader in pending:
+        while pending:
+            item = pending[0]
+            number, target, reader, unfinished = item
             path = growing.final_path(number)
             name = os.path.basename(path)
             try:
-                check(number, reader)
+                if reader.digest() != growing.final_digest(number):
+                    raise VerifyError("%s changed after it was read" % path)
+                if unfinished is not None:
+                    unfinished.complete()
+                    item[3] = None  # there now, under its name: a failed check deletes it
                 verify(remote, path, target)
                 if target != name:
                     remote.rename(target, name)
             except Exception as exc:  # once more from the final file, the usual way
                 log.warn("%s: the copy of %s sent while it was written is not right (%s): sent again"
                          % (remote.describe(), name, _words(exc)))
-                _discard(remote, target)
+                drop(item)
                 upload(remote, path, cancel)
+            pending.pop(0)
             event("upload ended", path)
             sent.append(path)
         return sent
     except BaseException as exc:
-        for _, target, _ in pending:
-            _discard(remote, target)
+        for item in pending:
+            drop(item)
         if cancel is not None and cancel.is_set() and not isinstance(exc, Cancelled):
             raise Cancelled() from exc
         raise

@@ -502,15 +502,19 @@ def test_full_run_uploads_equal_the_local_files(backend, penv):
         assert backend.connections() == opened + (len(local) if backend.connection_per_file else 0)
 
 
-def _grow(growing, slices, order, before_end):
+def _grow(growing, slices, order, before_end, streams):
     """Write ``slices`` (bytes each) as dar_xform does, a piece at a time;
-    then (after ``before_end()``) give them their final names and end the
-    archive well."""
+    where the remote ``streams``, wait (10 s at most) until it read from the
+    last slice; then (after ``before_end()``) give them their final names
+    and end the archive well."""
     for number, data in enumerate(slices, 1):
         with open(growing.temp_path(number), "wb", buffering=0) as fh:
             for start in range(0, len(data), 100_000):
                 fh.write(data[start:start + 100_000])
                 time.sleep(0.01)
+    deadline = time.monotonic() + 10
+    while streams and ("read", len(slices)) not in order and time.monotonic() < deadline:
+        time.sleep(0.01)
     order.append("written")
     before_end()
     for number in range(len(slices), 0, -1):
@@ -536,8 +540,8 @@ def test_an_archive_is_sent_while_dar_writes_it(backend, penv, monkeypatch, ends
 
     def reading(self, size=-1):
         data = read(self, size)
-        if data and not order:
-            order.append("read")
+        if data and ("read", self.number) not in order:
+            order.append(("read", self.number))  # the first bytes read of each slice
         return data
 
     monkeypatch.setattr(growing_mod.Reader, "read", reading)
@@ -546,7 +550,7 @@ def test_an_archive_is_sent_while_dar_writes_it(backend, penv, monkeypatch, ends
 
     def writer():
         if ends_well:
-            _grow(g, slices, order, lambda: early.extend(backend.files()))
+            _grow(g, slices, order, lambda: early.extend(backend.files()), streams)
             return
         with open(g.temp_path(1), "wb") as fh:
             fh.write(slices[0][:500_000])
@@ -559,7 +563,7 @@ def test_an_archive_is_sent_while_dar_writes_it(backend, penv, monkeypatch, ends
     with connect(ctx, backend) as remote:
         streams = remote.streams()  # ssh over scp (SSH_CLIENT=openssh) sends once the archive is made
         if not streams and not ends_well:
-            order.append("read")  # the writer fails the archive at once: nothing may be sent
+            order.append(("read", 1))  # the writer fails the archive at once: nothing may be sent
         thread.start()
         try:
             if ends_well:
@@ -569,9 +573,9 @@ def test_an_archive_is_sent_while_dar_writes_it(backend, penv, monkeypatch, ends
                     transfer.upload_growing(remote, g)
         finally:
             thread.join()
-    if ends_well:  # sent while it was written, where the remote can
-        assert order[0] == ("read" if streams else "written")
-    if ends_well:
+    if ends_well:  # every slice sent while the archive was written, where the remote can
+        before = order[:order.index("written")]
+        assert before == ([("read", 1), ("read", 2)] if streams else []), order
         assert not set(early) & set(finals), early  # no final name before the archive was made
         assert [os.path.basename(p) for p in sent] == sorted(finals)
         assert backend.files() == finals

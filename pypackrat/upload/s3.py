@@ -76,6 +76,23 @@ class _Counter:
             self.progress(done)
 
 
+class _OpenUpload:
+    """A multipart upload whose parts are all sent, not yet completed."""
+
+    def __init__(self, remote, key, upload_id):
+        self.remote, self.key, self.upload_id = remote, key, upload_id
+        self.etags = {}
+
+    def complete(self):  # over the remote's connection of the moment (a retry may have opened another)
+        self.remote._conn().complete_multipart_upload(
+            Bucket=self.remote.bucket, Key=self.key, UploadId=self.upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]})
+
+    def abort(self):
+        self.remote._conn().abort_multipart_upload(Bucket=self.remote.bucket, Key=self.key,
+                                                   UploadId=self.upload_id)
+
+
 class _FileRange:
     """Bytes [start, start + length) of the open descriptor ``fd``, as a
     file botocore can read, seek back (for its checksum and its retries)
@@ -381,14 +398,16 @@ class Remote(Transport):
         reads ahead (waiting for the bytes: core.growing.Reader), and each
         part of STREAM_PART bytes goes as soon as the reader has passed it,
         read from the file itself (_FileRange), CONCURRENCY parts in flight,
-        no copy of them in memory. Completed at the reader's end (for an
-        archive: once it ended well), so that the object appears whole or
-        not at all; aborted on any failure."""
+        no copy of them in memory. Left open at the reader's end: returns
+        the _OpenUpload, whose complete() makes the object appear whole
+        (once the archive is made) and abort() drops it; aborted here on
+        any failure."""
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
         client = self._conn()
         key = self._key(remote_name)
         upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, **self._extra())["UploadId"]
-        fd, offset, number, running, etags = reader.fileno(), 0, 0, set(), {}
+        opened = _OpenUpload(self, key, upload_id)
+        fd, offset, number, running = reader.fileno(), 0, 0, set()
         sent = _Counter(progress)
 
         def settle(until):
@@ -397,7 +416,7 @@ class Remote(Transport):
                 for future in finished:
                     running.discard(future)
                     part, etag = future.result()
-                    etags[part] = etag
+                    opened.etags[part] = etag
 
         pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="packrat-s3-part")
         try:
@@ -417,19 +436,17 @@ class Remote(Transport):
                                             _FileRange(fd, offset, length, sent)))
                     offset += length
             settle(0)
-            client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]})
         except BaseException:
             for future in running:
                 future.cancel()
             pool.shutdown(wait=True)
             try:
-                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                opened.abort()
             except Exception as exc:  # the bucket's lifecycle rule, if any, ends it
                 log.verbose("%s: could not abort the multipart upload of %s: %s" % (self.describe(), key, exc))
             raise
         pool.shutdown(wait=True)
+        return opened
 
     def _part(self, client, key, upload_id, number, body):
         answer = client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
