@@ -33,13 +33,18 @@ def write_config(path, settings, extra=""):
     return path
 
 
-def processes(match):
-    """The pids of the processes whose argv (a list of bytes) ``match`` accepts."""
+def processes(match, alive=False):
+    """The pids of the processes whose argv (a list of bytes) ``match``
+    accepts; with ``alive``, not the zombies among them."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as fh:
                 argv = fh.read().split(b"\0")
+            if alive:
+                with open("/proc/%s/stat" % pid) as fh:
+                    if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        continue
         except OSError:
             continue
         if match(argv):

@@ -24,6 +24,7 @@ import time
 import pytest
 
 from pypackrat import execute
+from tests.conftest import processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 THREADS = 8
@@ -260,15 +261,5 @@ def test_the_child_dies_with_a_killed_packrat(how):
 
 def sleeping(mark):
     """The pids of `sleep MARK` processes (not zombies)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as fh:
-                argv = fh.read().split(b"\0")
-            with open("/proc/%s/stat" % pid) as fh:
-                state = fh.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if len(argv) > 1 and os.path.basename(argv[0]) == b"sleep" and argv[1] == mark.encode() and state != "Z":
-            found.append(int(pid))
-    return found
+    return processes(lambda argv: len(argv) > 1 and os.path.basename(argv[0]) == b"sleep"
+                     and argv[1] == mark.encode(), alive=True)
