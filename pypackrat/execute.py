@@ -393,8 +393,12 @@ def first_cause(failures):
     return (own or failures)[0]
 
 
-def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None, dry_run=False):
+def pipeline(stages, out, *, env=None, pass_fds=(), stage_fds=None, ok_codes=None, dry_run=False):
     """Run ``stages[0] | stages[1] | ... > out`` with OS pipes between them.
+
+    ``pass_fds`` go to every stage; ``stage_fds``, one collection per stage,
+    each to its own stage only (a key's descriptor to the one program that
+    reads it).
 
     ``out`` is a path or an open binary file. Every process's exit status is
     checked (ok_codes: a list of accepted codes per stage, default 0 only);
@@ -424,7 +428,8 @@ def pipeline(stages, out, *, env=None, pass_fds=(), ok_codes=None, dry_run=False
             out = opened
         upstream = None
         for i, argv in enumerate(stages):
-            kw = _kwargs(env, ok_codes[i], pass_fds, None, argv=argv)
+            fds = set(pass_fds) | set(stage_fds[i] if stage_fds else ())
+            kw = _kwargs(env, ok_codes[i], fds, None, argv=argv)
             kw.update(_bg=True, _bg_exc=False)
             if upstream is not None:
                 kw["_in"] = upstream

@@ -339,3 +339,47 @@ def test_an_encrypted_chain_sent_while_written_restores_from_the_remote(penv, tm
     unkeyed = subprocess.run(["dar", "-t", os.path.join(str(nas), prefix + "20261127"), "-Q"],
                              stdin=subprocess.DEVNULL, capture_output=True)
     assert unkeyed.returncode != 0  # it really is encrypted
+
+
+def _memfds(pid):
+    """The memory files (memfd) among the open descriptors of ``pid``."""
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("/memfd:"):
+                out.append(fd)
+        except OSError:
+            pass
+    return out
+
+
+def test_the_key_goes_to_dar_alone_not_to_dar_xform(penv, tmp_path, monkeypatch):
+    """ENCRYPTION_KEY reaches dar through a memory file it is handed; while
+    the archive is being made (held mid-stream), dar_xform, which cuts the
+    stream into slices and never needs the key, holds no memory file."""
+    from tests.conftest import processes
+    marker = tmp_path / "looked"
+    held_dar(tmp_path, monkeypatch, marker)
+    src = tree(tmp_path, "src", 3 << 20)
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    seen = {}
+
+    def look():
+        xform = processes(lambda argv: os.path.basename(argv[0]) == b"dar_xform" and str(penv.backup_dir).encode()
+                          in b" ".join(argv), alive=True)
+        dar = processes(lambda argv: os.path.basename(argv[0]) == b"dar" and src.encode() in argv, alive=True)
+        if xform and dar:
+            seen["xform"] = [fd for pid in xform for fd in _memfds(pid)]
+            seen["dar"] = [fd for pid in dar for fd in _memfds(pid)]
+            return True
+        return False
+
+    watcher = threading.Thread(target=mark_when, args=(marker, look), daemon=True)
+    watcher.start()
+    ctx, errors = nightly(penv, monkeypatch, BACKUP_MODULES=["filesystem"], FS_TARGETS=[src],
+                          FS_SLICE_SIZE="1M", FS_COMPRESSION="none", ENCRYPTION_KEY="k-" + os.urandom(8).hex(),
+                          UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas))
+    watcher.join()
+    assert errors == [] and marker.exists()
+    assert seen["dar"] and seen["xform"] == [], seen

@@ -319,7 +319,7 @@ def backup_target(ctx, target):
                     argv = dar_argv(ctx.settings, "-", target, ref_path, key.args)
                     results = execute.pipeline(
                         [argv, xform_argv(ctx.settings, os.path.join(directory, temp))], os.devnull,
-                        pass_fds=key.pass_fds, ok_codes=[OK_CODES, (0,)])
+                        stage_fds=[key.pass_fds, ()], ok_codes=[OK_CODES, (0,)])  # the key: dar's only
                     result = execute.Result(results[0].code, results[0].err, "")
             except execute.CommandFailed as exc:
                 discard(directory, temp)
