@@ -329,6 +329,20 @@ def _retrying(remote, what, action, reconnect=True, cancel=None):
         raise PackratError("%s: %s failed: %s" % (remote.describe(), what, _words(exc)))
 
 
+def _stopper(cancel):
+    """What a transfer asks now and then once ``cancel`` may be set: raises
+    Cancelled in the thread that made it (the uploading one), Stopping in
+    any other (a transport's own: never a BaseException there)."""
+    uploader = threading.get_ident()
+
+    def stopped():
+        if cancel is not None and cancel.is_set():
+            if threading.get_ident() == uploader:
+                raise Cancelled()
+            raise Stopping("the run is being stopped")
+    return stopped
+
+
 def upload(remote, local_path, cancel=None):
     """Upload one file: temporary name, verify, rename; retried. Once
     ``cancel`` (a threading.Event) is set, the transfer stops at its next
@@ -344,17 +358,10 @@ def upload(remote, local_path, cancel=None):
         return
     target = name if "atomic_put" in remote.capabilities else name + PARTIAL
     progress = _Progress("%s %s" % (remote.name, name), os.path.getsize(local_path))
-    uploader = threading.get_ident()
-
-    def stop_if_cancelled():
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
+    stopped = _stopper(cancel)
 
     def report(done):
-        if cancel is not None and cancel.is_set():
-            if threading.get_ident() == uploader:
-                raise Cancelled()
-            raise Stopping("the run is being stopped")  # never a BaseException in a transport's thread
+        stopped()
         progress(done)
 
     # the local digest, computed beside the put (once: the file does not change between attempts)
@@ -362,9 +369,9 @@ def upload(remote, local_path, cancel=None):
     digesting = _Digesting(local_path, expected) if expected is not None else None
 
     def attempt():
-        stop_if_cancelled()
+        stopped()
         remote.put(local_path, target, report)
-        stop_if_cancelled()
+        stopped()
         verify(remote, local_path, target, digesting)
         if target != name:
             remote.rename(target, name)
@@ -393,14 +400,7 @@ def upload_growing(remote, growing, cancel=None, event=None):
     dar failed. ``event(what, path)`` records each slice's start and end.
     Returns the final paths uploaded."""
     from pypackrat.core.growing import Reader
-    uploader = threading.get_ident()
-
-    def stopped():
-        if cancel is not None and cancel.is_set():
-            if threading.get_ident() == uploader:
-                raise Cancelled()
-            raise Stopping("the run is being stopped")
-
+    stopped = _stopper(cancel)
     event = event or (lambda what, path: None)
     if remote.ctx.dry_run or not remote.streams():
         while not growing.wait(POLL_END):

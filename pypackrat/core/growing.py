@@ -97,13 +97,10 @@ class Growing:
     def final_digest(self, number):
         """The DIGEST of final slice ``number`` (once the archive ended
         well), read once for every upload module."""
+        from pypackrat.transfer import file_digest  # here: transfer imports this module
         with self._lock:
             if number not in self._digests:
-                h = hashlib.new(DIGEST)
-                with open(self.final_path(number), "rb", buffering=0) as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(block)
-                self._digests[number] = h.hexdigest()
+                self._digests[number] = file_digest(self.final_path(number), DIGEST)
             return self._digests[number]
 
 
@@ -115,7 +112,6 @@ class Reader:
 
     def __init__(self, growing, number, stopped):
         self.growing, self.number, self.stopped = growing, number, stopped
-        self.done = 0
         self._hash = hashlib.new(DIGEST)
         self._fd = self._open()
 
@@ -149,7 +145,6 @@ class Reader:
             whole = self.growing.whole(self.number)  # asked before the read: nothing comes after
             data = os.read(self._fd, size)
             if data or whole:
-                self.done += len(data)
                 self._hash.update(data)
                 return data
             self.stopped()

@@ -61,8 +61,9 @@ def split_bucket(value):
 
 
 class _Counter:
-    """The bytes the parts sent so far, reported to ``progress`` (which
-    raises when the run is being stopped); called from the parts' threads."""
+    """The bytes moved so far, reported to ``progress`` (which raises when
+    the run is being stopped): boto3's and put_stream's parts call it with
+    each read's count, from their threads."""
 
     def __init__(self, progress):
         import threading
@@ -383,15 +384,8 @@ class Remote(Transport):
         kernel has sent a third of that buffer on."""
         client = self._conn()
         size = os.path.getsize(local_path)
-        done = [0]
-
-        def sent(n):
-            done[0] += n
-            if progress:
-                progress(done[0])
-
         client.upload_file(local_path, self.bucket, self._key(remote_name), ExtraArgs=self._extra(),
-                           Config=self.transfer_config(size), Callback=sent)
+                           Config=self.transfer_config(size), Callback=_Counter(progress))
 
     def put_stream(self, reader, remote_name, progress=None):
         """A multipart upload of a file still being written: ``reader``
@@ -454,14 +448,8 @@ class Remote(Transport):
         return number, answer["ETag"]
 
     def get(self, remote_name, local_path, progress=None):
-        done = [0]
-
-        def got(n):
-            done[0] += n
-            if progress:
-                progress(done[0])
-
-        self._conn().download_file(self.bucket, self._key(remote_name), local_path, Callback=got)
+        self._conn().download_file(self.bucket, self._key(remote_name), local_path,
+                                   Callback=_Counter(progress))
 
     def rename(self, old, new):
         client = self._conn()
