@@ -118,12 +118,18 @@ HELD_DAR = """#!/bin/sh
 """
 
 
-def held_dar(tmp_path, monkeypatch, marker):
+def fake_dar(tmp_path, script, marker=None):
+    """A ``dar`` (the shell ``script``, around the real one) in a directory of
+    its own; returns the PATH that finds it first."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "dar").write_text(HELD_DAR % {"dar": shutil.which("dar"), "marker": marker})
+    (bindir / "dar").write_text(script % {"dar": shutil.which("dar"), "marker": marker})
     (bindir / "dar").chmod(0o755)
-    monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ["PATH"]))
+    return "%s:%s" % (bindir, os.environ["PATH"])
+
+
+def held_dar(tmp_path, monkeypatch, marker):
+    monkeypatch.setenv("PATH", fake_dar(tmp_path, HELD_DAR, marker))
 
 
 def mark_when(marker, ready, limit=60):
@@ -152,12 +158,8 @@ def test_a_dar_that_fails_mid_archive_leaves_no_copy_and_the_others_are_sent(
     and no upload failure; no remote keeps anything of it (no final name,
     no .partial, no unfinished multipart upload); the other two archives
     are on every remote."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
     marker = tmp_path / "all-sending"
-    (bindir / "dar").write_text(BAD_DAR % {"dar": shutil.which("dar"), "marker": marker})
-    (bindir / "dar").chmod(0o755)
-    monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ["PATH"]))
+    monkeypatch.setenv("PATH", fake_dar(tmp_path, BAD_DAR, marker))
     good, bad, good2 = (tree(tmp_path, n, 2 << 20) for n in ("good", "bad", "good2"))
     settings = remotes(penv, tmp_path, sshd, ftpd, s3d)
     first = "testhost%s-%s.master.1.dar.partial" % (bad.replace("/", "-"), TODAY)
@@ -193,10 +195,7 @@ def test_sigterm_while_dar_writes_removes_every_temporary_copy(penv, tmp_path, s
     """SIGTERM while the slices are being sent and dar is still writing:
     packrat exits 143 and mails once; nothing is left under a temporary or
     final name, locally or on any remote, and no multipart upload is open."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "dar").write_text(SLOW_DAR % {"dar": shutil.which("dar")})
-    (bindir / "dar").chmod(0o755)
+    path = fake_dar(tmp_path, SLOW_DAR)
     src = tree(tmp_path, "src", 3 << 20)
     settings = remotes(penv, tmp_path, sshd, ftpd, s3d)
     penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[src], FS_SLICE_SIZE="1M", FS_COMPRESSION="none",
@@ -204,8 +203,7 @@ def test_sigterm_while_dar_writes_removes_every_temporary_copy(penv, tmp_path, s
     partial = os.path.join(sshd.root, "testhost%s-%s.master.1.dar.partial" % (src.replace("/", "-"), TODAY))
     proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PACKRAT_DATE=TODAY,
-                                     PATH="%s:%s" % (bindir, os.environ["PATH"])))
+                            env=dict(os.environ, PACKRAT_DATE=TODAY, PATH=path))
     out, err = sigterm_when(proc, lambda: os.path.exists(partial) and os.path.getsize(partial) > 0,
                             wait=90)
     assert proc.returncode == 143, err
