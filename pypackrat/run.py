@@ -411,6 +411,8 @@ class _Worker:
         self.message = self.error = None
         self.step = None         # monitor.Step, once it has a file
         self.adopted = None      # (remote, its closer): the purge's connection
+        self.finishing = []      # threads finishing streamed archives (transfer.upload_growing)
+        self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="packrat-upload-%s" % name, daemon=True)
 
     def adopt(self, remote, closer):
@@ -449,7 +451,11 @@ class _Worker:
     def _run(self):
         try:
             with contextlib.ExitStack() as connection:
-                self._send(connection)
+                try:
+                    self._send(connection)
+                finally:  # before the connection closes
+                    for thread in self.finishing:
+                        thread.join()
         except transfer.Cancelled:
             pass
         except BaseException as exc:  # never a thread that dies unheard
@@ -489,9 +495,9 @@ class _Worker:
                         self._growing(remote, path)
                         continue
                     record.event("upload started", self.name, path)
-                    _, self.message, self.error = _attempt(
-                        "upload %s" % self.name, transfer.upload, remote, path, cancel)
-                    record.event("upload failed" if self.message else "upload ended", self.name, path)
+                    _, message, error = _attempt("upload %s" % self.name, transfer.upload, remote, path, cancel)
+                    record.event("upload failed" if message else "upload ended", self.name, path)
+                    self._failed(message, error)
                 finally:
                     self.step.seconds += time.time() - started
             finally:
@@ -505,14 +511,37 @@ class _Worker:
         record = monitor.record_of(self.uploads.ctx)
         _, message, error = _attempt("upload %s" % self.name, transfer.upload_growing, remote, growing,
                                      self.uploads.cancel,
-                                     lambda what, path: record.event(what, self.name, path))
+                                     lambda what, path: record.event(what, self.name, path),
+                                     lambda finish: self._defer(finish, growing))
         if isinstance(error, Abandoned):
             log.verbose("%s: %s was not made (dar failed): what was sent of it is removed"
                         % (remote.describe(), growing.base))
             return
-        self.message, self.error = message, error
-        if message:
-            record.event("upload failed", self.name, growing.final_path(1))
+        self._failed(message, error, growing)
+
+    def _failed(self, message, error, growing=None):
+        """Note this module's failure (the first only: a streamed archive's
+        finishing thread may fail while the worker sends another file)."""
+        with self.lock:
+            if not message or self.message:
+                return
+            self.message, self.error = message, error
+        if growing is not None:
+            monitor.record_of(self.uploads.ctx).event("upload failed", self.name, growing.final_path(1))
+
+    def _defer(self, finish, growing):
+        """Finish a streamed archive in a thread of its own (a "threadsafe"
+        remote), while this worker sends its next file; joined before the
+        worker ends. Its failure is this module's, as any upload's."""
+        def run():
+            try:
+                _, message, error = _attempt("upload %s" % self.name, finish)
+            except transfer.Cancelled:
+                return
+            self._failed(message, error, growing)
+        thread = threading.Thread(target=run, name="packrat-finish-%s" % self.name, daemon=True)
+        self.finishing.append(thread)
+        thread.start()
 
 
 class Uploads:

@@ -20,6 +20,7 @@ A transport only moves bytes; this module decides what counts as done:
    reconnect and start again, with backoff, up to UPLOAD_RETRIES times;
    then give up with the last error.
 """
+import contextlib
 import hashlib
 import os
 import sys
@@ -46,6 +47,8 @@ CAPABILITIES = {
     "reconnect": "holds a network connection, which a failure can cut; reopened for a retry",
     "bulk_delete": "delete_many removes thousands of names in seconds (one connection, batched)",
     "stream": "put_stream sends a file while it is still being written (an archive dar is making)",
+    "threadsafe": "its calls may come from two threads at once: a streamed archive is finished (completed, "
+                  "checked, renamed) in a thread of its own while the module already sends its next file",
 }
 
 
@@ -138,7 +141,9 @@ class Transport(Lister):
         ``remote_name``: a file still being written (core.growing.Reader),
         whose size is known only at its end. With the "stream" capability.
         Returns None; with "atomic_put" too, an upload still open instead,
-        whose complete() makes the file appear and abort() drops it."""
+        whose complete() makes the file appear and abort() drops it, and
+        whose ``checksum_algorithm`` is what checksum() will then report
+        (or None)."""
         raise NotImplementedError
 
     def streams(self):
@@ -377,27 +382,39 @@ def upload(remote, local_path, cancel=None):
             remote.rename(target, name)
 
     try:
-        _retrying(remote, "upload of %s" % name, attempt, cancel=cancel)
-    except BaseException as exc:
-        _discard(remote, target)
-        if cancel is not None and cancel.is_set() and not isinstance(exc, Cancelled):
-            raise Cancelled() from exc  # stopped mid-transfer (Stopping, a socket shut...)
-        raise
+        with _cleaning(lambda: _discard(remote, target), cancel):
+            _retrying(remote, "upload of %s" % name, attempt, cancel=cancel)
     finally:
         progress.finish()
 
 
-def upload_growing(remote, growing, cancel=None, event=None):
+@contextlib.contextmanager
+def _cleaning(clean, cancel):
+    """On any failure, ``clean()`` (remove what the upload left); once the
+    run is being stopped, the failure becomes Cancelled (stopped
+    mid-transfer: Stopping, a socket shut...)."""
+    try:
+        yield
+    except BaseException as exc:
+        clean()
+        if cancel is not None and cancel.is_set() and not isinstance(exc, Cancelled):
+            raise Cancelled() from exc
+        raise
+
+
+def upload_growing(remote, growing, cancel=None, event=None, defer=None):
     """Upload the slices of an archive still being written (core.growing):
     each is sent while it grows, to its temporary remote name (where puts
     are atomic, S3, into an upload left open: put_stream returns what
     completes or aborts it), one slice after the other. Once the archive
-    ended well, each copy is checked (what was read against the final file
-    read again), completed, checked as upload() checks, and renamed. A copy
-    that fails a check is sent again from the final file (upload()). Where
-    the remote cannot stream (scp), the slices go once the archive ended,
-    as files. Raises growing.Abandoned, after removing what it sent, when
-    dar failed. ``event(what, path)`` records each slice's start and end.
+    ended well, each copy is finished (_finish_growing): checked, completed,
+    checked as upload() checks, and renamed. Where the remote is
+    "threadsafe" and ``defer`` is given, ``defer(finish)`` gets that work to
+    run in a thread of its own, and this returns None at once: the module
+    sends its next file while, say, S3 assembles a large object. Where the
+    remote cannot stream (scp), the slices go once the archive ended, as
+    files. Raises growing.Abandoned, after removing what it sent, when dar
+    failed. ``event(what, path)`` records each slice's start and end.
     Returns the final paths uploaded."""
     from pypackrat.core.growing import Reader
     stopped = _stopper(cancel)
@@ -416,19 +433,9 @@ def upload_growing(remote, growing, cancel=None, event=None):
             sent.append(path)
         return sent
     atomic = "atomic_put" in remote.capabilities
-    pending = []  # [number, target, reader, open upload or None]: put, not yet checked
+    pending = []  # [number, target, reader, open upload or None]: put, not yet finished
 
-    def drop(item):
-        _, target, _, unfinished = item
-        if unfinished is not None:
-            try:
-                unfinished.abort()
-            except Exception as exc:
-                log.verbose("%s: could not abort the upload of %s: %s" % (remote.describe(), target, exc))
-        else:
-            _discard(remote, target)
-
-    try:
+    with _cleaning(lambda: _drop(remote, pending), cancel):
         for number in growing.slice_numbers(stopped):
             name = os.path.basename(growing.final_path(number))
             target = name if atomic else name + PARTIAL
@@ -452,36 +459,68 @@ def upload_growing(remote, growing, cancel=None, event=None):
             stopped()
         if not growing.ok:
             raise Abandoned(growing.base)
-        sent = []
-        while pending:
-            item = pending[0]
-            number, target, reader, unfinished = item
-            path = growing.final_path(number)
-            name = os.path.basename(path)
+
+    def finish():
+        with _cleaning(lambda: _drop(remote, pending), cancel):
+            return _finish_growing(remote, growing, pending, cancel, event)
+
+    if defer is not None and "threadsafe" in remote.capabilities:
+        defer(finish)
+        return None
+    return finish()
+
+
+def _finish_growing(remote, growing, pending, cancel, event):
+    """The slices of an archive that ended well, sent while they grew
+    (``pending``, emptied as they are done): each read is compared with
+    the final file (its digest read once, for every module); an open
+    upload is completed (the local digest its checksum will be compared
+    with is computed meanwhile); the copy is checked as upload() checks,
+    and renamed. A copy that fails a check is sent again from the final
+    file, the usual way (upload())."""
+    stopped = _stopper(cancel)
+    sent = []
+    while pending:
+        item = pending[0]
+        number, target, reader, unfinished = item
+        path = growing.final_path(number)
+        name = os.path.basename(path)
+        try:
+            stopped()
+            if reader.digest() != growing.final_digest(number):
+                raise VerifyError("%s changed after it was read" % path)
+            digesting = None
+            if unfinished is not None:
+                expected = unfinished.checksum_algorithm
+                digesting = _Digesting(path, expected) if expected is not None else None
+                unfinished.complete()
+                item[3] = None  # there now, under its name: a failed check deletes it
+            verify(remote, path, target, digesting)
+            if target != name:
+                remote.rename(target, name)
+        except Exception as exc:  # once more from the final file, the usual way
+            stopped()  # not when the failure is the stop's
+            log.warn("%s: the copy of %s sent while it was written is not right (%s): sent again"
+                     % (remote.describe(), name, _words(exc)))
+            _drop(remote, [item])
+            upload(remote, path, cancel)
+        pending.pop(0)
+        event("upload ended", path)
+        sent.append(path)
+    return sent
+
+
+def _drop(remote, pending):
+    """Remove what was sent of the slices in ``pending``: abort an upload
+    still open, else delete the copy."""
+    for _, target, _, unfinished in pending:
+        if unfinished is not None:
             try:
-                if reader.digest() != growing.final_digest(number):
-                    raise VerifyError("%s changed after it was read" % path)
-                if unfinished is not None:
-                    unfinished.complete()
-                    item[3] = None  # there now, under its name: a failed check deletes it
-                verify(remote, path, target)
-                if target != name:
-                    remote.rename(target, name)
-            except Exception as exc:  # once more from the final file, the usual way
-                log.warn("%s: the copy of %s sent while it was written is not right (%s): sent again"
-                         % (remote.describe(), name, _words(exc)))
-                drop(item)
-                upload(remote, path, cancel)
-            pending.pop(0)
-            event("upload ended", path)
-            sent.append(path)
-        return sent
-    except BaseException as exc:
-        for item in pending:
-            drop(item)
-        if cancel is not None and cancel.is_set() and not isinstance(exc, Cancelled):
-            raise Cancelled() from exc
-        raise
+                unfinished.abort()
+            except Exception as exc:
+                log.verbose("%s: could not abort the upload of %s: %s" % (remote.describe(), target, exc))
+        else:
+            _discard(remote, target)
 
 
 POLL_END = 0.5  # how often a wait for the archive's end asks whether the run is being stopped

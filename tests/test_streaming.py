@@ -18,7 +18,7 @@ from tests.conftest import PACKRAT
 from tests.servers.ftp import ftp_server, ftpd  # noqa: F401
 from tests.servers.s3 import s3_server, s3d  # noqa: F401
 from tests.servers.sshd import sshd, sshd_server  # noqa: F401
-from tests.test_overlap import TODAY, events, nightly, sent, sigterm_when
+from tests.test_overlap import TODAY, bash_module, events, nightly, sent, sigterm_when
 
 MODULES = ("local", "ssh", "ftp", "s3")
 
@@ -116,6 +116,48 @@ HELD_DAR = """#!/bin/sh
 [ "$1" = -c ] || exec %(dar)s "$@"
 %(dar)s "$@" | { head -c 1200000; i=0; while [ ! -e %(marker)s ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; cat; }
 """
+
+
+# a Bash backup module that makes one file at once
+MAKE_NOW = """  head -c 70000 /dev/urandom > "$BACKUP_DIR/$HOSTNAME-late-$TODAY.bin"
+  NEW_BACKUPS="$NEW_BACKUPS $BACKUP_DIR/$HOSTNAME-late-$TODAY.bin\""""
+
+
+def test_s3_assembles_a_streamed_archive_while_the_next_file_goes(penv, tmp_path, s3d, monkeypatch):
+    """A "threadsafe" remote finishes a streamed archive (S3: completing
+    the multipart upload, which takes S3 seconds for a large object, then
+    the checks) in a thread of its own, while its worker sends the next
+    file. S3's completion here is held until the next file is in the
+    bucket: with the archive finished in line, that never happens (the
+    hold gives up after 20 s, and the test fails)."""
+    from pypackrat.upload import s3
+    src = tree(tmp_path, "src", 2 << 20)
+    bash_module(penv, "late", MAKE_NOW)
+    late = "testhost-late-%s.bin" % TODAY
+    complete, held = s3._OpenUpload.complete, []
+
+    def slow_complete(self):
+        deadline = time.monotonic() + 20
+        while late not in s3d.names():
+            if time.monotonic() > deadline:
+                held.append("the next file never came while the archive was being completed")
+                break
+            time.sleep(0.05)
+        return complete(self)
+
+    monkeypatch.setattr(s3._OpenUpload, "complete", slow_complete)
+    ctx, errors = nightly(penv, monkeypatch, BACKUP_MODULES=["filesystem", "late"], FS_TARGETS=[src],
+                          FS_COMPRESSION="none", UPLOAD_MODULES=["s3"], **s3d.settings())
+    assert errors == [] and held == []
+    archive = "testhost%s-%s.master.1.dar" % (src.replace("/", "-"), TODAY)
+    order = [os.path.basename(p) for _, p in events(ctx, "upload ended", "s3")]
+    assert order == [late, archive]  # the archive's copy was finished last
+    objects = {key.rsplit("/", 1)[-1]: data for key, data in s3d.objects().items()}
+    assert sorted(objects) == sorted([late, archive])
+    for name, data in objects.items():
+        with open(os.path.join(str(penv.backup_dir), name), "rb") as fh:
+            assert fh.read() == data, name
+    assert not s3d.client().list_multipart_uploads(Bucket=s3d.bucket).get("Uploads")
 
 
 def fake_dar(tmp_path, script, marker=None):

@@ -583,6 +583,51 @@ def test_an_archive_is_sent_while_dar_writes_it(backend, penv, monkeypatch, ends
         assert backend.files() == {}
 
 
+def test_a_threadsafe_remote_takes_calls_from_two_threads_at_once(backend, penv):
+    """What "threadsafe" promises (a streamed archive is finished in a
+    thread of its own while the module sends its next file): over one
+    connection, two uploads at once, from two threads, while a third lists
+    and asks sizes; every file lands whole."""
+    need(backend, "threadsafe")
+    ctx = context(penv, backend)
+    sources = {"testhost-a-%s.1.dar" % TODAY: os.urandom(3_000_001),
+               "testhost-b-%s.1.dar" % TODAY: os.urandom(2_000_003),
+               "testhost-c-%s.sql.gz" % TODAY: os.urandom(70_000)}
+    paths = [archive(penv, name, data) for name, data in sources.items()]
+    errors, done = [], threading.Event()
+    with connect(ctx, backend) as remote:
+        start = threading.Barrier(3)
+
+        def send(chunk):
+            start.wait()
+            try:
+                for path in chunk:
+                    transfer.upload(remote, path)
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                errors.append(exc)
+
+        def ask():
+            start.wait()
+            while not done.is_set():
+                try:
+                    remote.list()
+                    remote.size(os.path.basename(paths[0]))
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(exc)
+                    return
+        threads = [threading.Thread(target=send, args=(paths[:1],)),
+                   threading.Thread(target=send, args=(paths[1:],))]
+        asker = threading.Thread(target=ask)
+        for t in threads + [asker]:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        asker.join()
+    assert errors == []
+    assert backend.files() == sources
+
+
 # -- the entries and the CI switch (no server) -----------------------------------
 
 @pytest.mark.fast

@@ -78,11 +78,15 @@ class _Counter:
 
 
 class _OpenUpload:
-    """A multipart upload whose parts are all sent, not yet completed."""
+    """A multipart upload whose parts are all sent, not yet completed;
+    ``checksum_algorithm``: what checksum() will tell of the object once
+    complete (its parts are STREAM_PART bytes), for transfer to digest the
+    local file meanwhile."""
 
     def __init__(self, remote, key, upload_id):
         self.remote, self.key, self.upload_id = remote, key, upload_id
         self.etags = {}
+        self.checksum_algorithm = None if remote.sse.startswith("aws:kms") else MultipartETag(STREAM_PART)
 
     def complete(self):  # over the remote's connection of the moment (a retry may have opened another)
         self.remote._conn().complete_multipart_upload(
@@ -268,7 +272,7 @@ class MultipartETag(Digest):
 class Remote(Transport):
     name = "s3"
     capabilities = frozenset({"transfer", "checksum", "atomic_put", "credentials", "reconnect", "bulk_delete",
-                              "stream"})
+                              "stream", "threadsafe"})  # boto3's clients are
 
     def __init__(self, ctx):
         super().__init__(ctx)
