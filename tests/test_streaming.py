@@ -158,6 +158,26 @@ def test_s3_assembles_a_streamed_archive_while_the_next_file_goes(penv, tmp_path
         with open(os.path.join(str(penv.backup_dir), name), "rb") as fh:
             assert fh.read() == data, name
     assert not s3d.client().list_multipart_uploads(Bucket=s3d.bucket).get("Uploads")
+    # each part was checked by S3 against its CRC32, as boto3's own upload_file has it
+    key, = [k for k in s3d.objects() if k.endswith(archive)]
+    head = s3d.client().head_object(Bucket=s3d.bucket, Key=key, ChecksumMode="ENABLED")
+    assert head.get("ChecksumCRC32"), head
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("calculation, algorithm", [("when_supported", "CRC32"), ("when_required", None)])
+def test_streamed_parts_carry_a_checksum_where_the_client_computes_them(calculation, algorithm):
+    """S3 checks each streamed part against the checksum botocore computes,
+    unless the client is set to compute checksums only where required
+    (AWS_REQUEST_CHECKSUM_CALCULATION=when_required, for an S3-compatible
+    server without them)."""
+    import boto3
+    from botocore.config import Config
+    from pypackrat.upload import s3
+    client = boto3.session.Session().client(
+        "s3", region_name="us-east-1", endpoint_url="http://127.0.0.1:9", aws_access_key_id="a",
+        aws_secret_access_key="b", config=Config(request_checksum_calculation=calculation))
+    assert s3._part_checksum(client) == algorithm
 
 
 def fake_dar(tmp_path, script, marker=None):

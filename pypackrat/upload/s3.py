@@ -83,19 +83,39 @@ class _OpenUpload:
     complete (its parts are STREAM_PART bytes), for transfer to digest the
     local file meanwhile."""
 
-    def __init__(self, remote, key, upload_id):
+    def __init__(self, remote, key, upload_id, part_checksum):
         self.remote, self.key, self.upload_id = remote, key, upload_id
-        self.etags = {}
+        self.part_checksum = part_checksum  # the algorithm S3 checks each part with, or None
+        self.parts = {}  # number: what CompleteMultipartUpload names it by (ETag, and its checksum)
         self.checksum_algorithm = None if remote.sse.startswith("aws:kms") else MultipartETag(STREAM_PART)
+
+    def part_sent(self, number, answer):
+        part = {"PartNumber": number, "ETag": answer["ETag"]}
+        if self.part_checksum:
+            member = "Checksum" + self.part_checksum.upper()
+            part[member] = answer[member]
+        self.parts[number] = part
 
     def complete(self):  # over the remote's connection of the moment (a retry may have opened another)
         self.remote._conn().complete_multipart_upload(
             Bucket=self.remote.bucket, Key=self.key, UploadId=self.upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]})
+            MultipartUpload={"Parts": [self.parts[n] for n in sorted(self.parts)]})
 
     def abort(self):
         self.remote._conn().abort_multipart_upload(Bucket=self.remote.bucket, Key=self.key,
                                                    UploadId=self.upload_id)
+
+
+def _part_checksum(client):
+    """The checksum S3 checks each part of a streamed upload with, as
+    boto3's own upload_file chooses it: botocore's default (CRC32) where the
+    client computes checksums whenever S3 supports them (its default; an
+    S3-compatible server without them is reached with
+    AWS_REQUEST_CHECKSUM_CALCULATION=when_required), else none."""
+    from botocore.httpchecksum import DEFAULT_CHECKSUM_ALGORITHM
+    if getattr(client.meta.config, "request_checksum_calculation", None) == "when_supported":
+        return DEFAULT_CHECKSUM_ALGORITHM
+    return None
 
 
 class _FileRange:
@@ -403,8 +423,12 @@ class Remote(Transport):
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
         client = self._conn()
         key = self._key(remote_name)
-        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, **self._extra())["UploadId"]
-        opened = _OpenUpload(self, key, upload_id)
+        extra = self._extra()
+        part_checksum = _part_checksum(client)
+        if part_checksum:
+            extra["ChecksumAlgorithm"] = part_checksum
+        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)["UploadId"]
+        opened = _OpenUpload(self, key, upload_id, part_checksum)
         fd, offset, number, running = reader.fileno(), 0, 0, set()
         sent = _Counter(progress)
 
@@ -413,8 +437,7 @@ class Remote(Transport):
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     running.discard(future)
-                    part, etag = future.result()
-                    opened.etags[part] = etag
+                    opened.part_sent(*future.result())
 
         pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="packrat-s3-part")
         try:
@@ -431,7 +454,7 @@ class Remote(Transport):
                     number += 1
                     settle(CONCURRENCY - 1)
                     running.add(pool.submit(self._part, client, key, upload_id, number,
-                                            _FileRange(fd, offset, length, sent)))
+                                            _FileRange(fd, offset, length, sent), part_checksum))
                     offset += length
             settle(0)
         except BaseException:
@@ -446,10 +469,10 @@ class Remote(Transport):
         pool.shutdown(wait=True)
         return opened
 
-    def _part(self, client, key, upload_id, number, body):
-        answer = client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                    Body=body, ContentLength=len(body))
-        return number, answer["ETag"]
+    def _part(self, client, key, upload_id, number, body, checksum):
+        extra = {"ChecksumAlgorithm": checksum} if checksum else {}
+        return number, client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                          Body=body, ContentLength=len(body), **extra)
 
     def get(self, remote_name, local_path, progress=None):
         self._conn().download_file(self.bucket, self._key(remote_name), local_path,
