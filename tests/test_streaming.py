@@ -164,6 +164,32 @@ def test_s3_assembles_a_streamed_archive_while_the_next_file_goes(penv, tmp_path
     assert head.get("ChecksumCRC32"), head
 
 
+def test_a_stop_while_s3_finishes_in_the_background_aborts_what_is_open(penv, s3d):
+    """The run is stopped (SIGTERM: the uploads' cancel) after an archive
+    of two slices was streamed to S3 and its finishing was handed to a
+    thread of its own: the finishing stops with Cancelled, both multipart
+    uploads are aborted, and nothing of the archive is in the bucket."""
+    from pypackrat import config, plugins, run, transfer
+    from pypackrat.context import Context, Options
+    penv.write(UPLOAD_MODULES=["s3"], **s3d.settings())
+    ctx = Context(config.load(str(penv.config_path)), Options())
+    base = "testhost-stop-%s.master" % TODAY
+    g = Growing(str(penv.backup_dir), ".packrat-tmp-%d-%s" % (os.getpid(), base), base)
+    for number, size in ((1, 6_000_000), (2, 300_001)):
+        with open(g.final_path(number), "wb") as fh:
+            fh.write(os.urandom(size))
+    g.end(True)
+    cancel, deferred = threading.Event(), []
+    with run.open_remote(ctx, plugins.resolve(ctx.settings, "s3", "upload")) as remote:
+        assert transfer.upload_growing(remote, g, cancel, None, deferred.append) is None
+        assert len(s3d.client().list_multipart_uploads(Bucket=s3d.bucket).get("Uploads", [])) == 2
+        cancel.set()
+        with pytest.raises(transfer.Cancelled):
+            deferred[0]()
+    assert not s3d.client().list_multipart_uploads(Bucket=s3d.bucket).get("Uploads")
+    assert s3d.names() == []
+
+
 @pytest.mark.fast
 @pytest.mark.parametrize("calculation, algorithm", [("when_supported", "CRC32"), ("when_required", None)])
 def test_streamed_parts_carry_a_checksum_where_the_client_computes_them(calculation, algorithm):
