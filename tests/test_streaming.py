@@ -191,6 +191,20 @@ def test_a_stop_while_s3_finishes_in_the_background_aborts_what_is_open(penv, s3
 
 
 @pytest.mark.fast
+def test_a_part_answered_without_its_checksum_is_completed_by_its_etag():
+    """An S3-compatible server may take the checksum algorithm and answer
+    a part without the checksum: the completion names that part by its
+    ETag alone (a KeyError there would fail every streamed archive)."""
+    from types import SimpleNamespace
+    from pypackrat.upload import s3
+    opened = s3._OpenUpload(SimpleNamespace(sse=""), "key", "id", "CRC32")
+    opened.part_sent(2, {"ETag": '"b"'})
+    opened.part_sent(1, {"ETag": '"a"', "ChecksumCRC32": "AAAAAA=="})
+    assert [opened.parts[n] for n in sorted(opened.parts)] == [
+        {"PartNumber": 1, "ETag": '"a"', "ChecksumCRC32": "AAAAAA=="}, {"PartNumber": 2, "ETag": '"b"'}]
+
+
+@pytest.mark.fast
 @pytest.mark.parametrize("calculation, algorithm", [("when_supported", "CRC32"), ("when_required", None)])
 def test_streamed_parts_carry_a_checksum_where_the_client_computes_them(calculation, algorithm):
     """S3 checks each streamed part against the checksum botocore computes,

@@ -91,8 +91,8 @@ class _OpenUpload:
 
     def part_sent(self, number, answer):
         part = {"PartNumber": number, "ETag": answer["ETag"]}
-        if self.part_checksum:
-            member = "Checksum" + self.part_checksum.upper()
+        member = "Checksum" + (self.part_checksum or "").upper()
+        if self.part_checksum and answer.get(member):  # a server without them may give none
             part[member] = answer[member]
         self.parts[number] = part
 
@@ -292,7 +292,7 @@ class MultipartETag(Digest):
 class Remote(Transport):
     name = "s3"
     capabilities = frozenset({"transfer", "checksum", "atomic_put", "credentials", "reconnect", "bulk_delete",
-                              "stream", "threadsafe"})  # boto3's clients are
+                              "stream", "threadsafe"})  # a boto3 client may be shared by threads
 
     def __init__(self, ctx):
         super().__init__(ctx)
