@@ -164,6 +164,36 @@ def test_s3_assembles_a_streamed_archive_while_the_next_file_goes(penv, tmp_path
     assert head.get("ChecksumCRC32"), head
 
 
+def test_a_completion_that_fails_in_the_background_is_sent_again_whole(penv, tmp_path, s3d, monkeypatch):
+    """S3 refuses to complete the streamed archive (in the finishing
+    thread, while the worker sends the next file): the open upload is
+    aborted, the archive goes again from the final file, and the night
+    ends well with both files in the bucket, byte for byte."""
+    from pypackrat.upload import s3
+    src = tree(tmp_path, "src", 1 << 20)
+    bash_module(penv, "late", MAKE_NOW)
+    complete, refused = s3._OpenUpload.complete, []
+
+    def refuse_once(self):
+        if not refused:
+            refused.append(self.key)
+            raise OSError("connection reset while completing")
+        return complete(self)
+
+    monkeypatch.setattr(s3._OpenUpload, "complete", refuse_once)
+    ctx, errors = nightly(penv, monkeypatch, BACKUP_MODULES=["filesystem", "late"], FS_TARGETS=[src],
+                          FS_COMPRESSION="none", UPLOAD_MODULES=["s3"], UPLOAD_RETRY_WAIT=0, **s3d.settings())
+    assert errors == [] and len(refused) == 1
+    archive = "testhost%s-%s.master.1.dar" % (src.replace("/", "-"), TODAY)
+    objects = {key.rsplit("/", 1)[-1]: data for key, data in s3d.objects().items()}
+    assert sorted(objects) == sorted([archive, "testhost-late-%s.bin" % TODAY])
+    for name, data in objects.items():
+        with open(os.path.join(str(penv.backup_dir), name), "rb") as fh:
+            assert fh.read() == data, name
+    assert not s3d.client().list_multipart_uploads(Bucket=s3d.bucket).get("Uploads")
+    assert sorted(os.path.basename(p) for _, p in events(ctx, "upload ended", "s3")) == sorted(objects)
+
+
 def test_a_stop_while_s3_finishes_in_the_background_aborts_what_is_open(penv, s3d):
     """The run is stopped (SIGTERM: the uploads' cancel) after an archive
     of two slices was streamed to S3 and its finishing was handed to a
