@@ -197,6 +197,7 @@ def main(argv=None):
         raise Terminated()
 
     signal.signal(signal.SIGTERM, terminate)
+    _relay_to_main(signal.SIGTERM, stopping)
     try:
         return _main(opts)
     except Terminated:
@@ -207,6 +208,46 @@ def main(argv=None):
         return 130
     except BrokenPipeError:
         return 1
+
+
+_relay = {}  # the relay of _relay_to_main, started once per process: its thread, and the run's "handled"
+
+
+def _relay_to_main(signum, handled):
+    """Make sure the main thread runs the handler of ``signum``. The kernel
+    gives a signal for the process to any thread that does not block it:
+    another one while the main thread blocks it (execute._start, over a
+    fork), or when it was sent to a thread's id. Python runs handlers in
+    the main thread only, and a signal caught by another thread leaves the
+    main thread asleep in a blocking call (a wait for dar, a lock) without
+    running the handler (a SIGTERM that never stops the run). So the
+    signal handler's wake-up byte goes to a pipe a thread of its own reads,
+    and until the handler has run (``handled`` non-empty) that thread sends
+    the signal again to the main thread, whose blocking call the kernel
+    then interrupts."""
+    import select
+    import signal
+    import threading
+    _relay["handled"] = handled
+    if "thread" in _relay:
+        return
+    main_thread = threading.main_thread().ident
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def relay():
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signum])  # never this thread's to catch
+        while True:
+            select.select([read_end], [], [])
+            try:
+                caught = os.read(read_end, 512)
+            except BlockingIOError:
+                continue
+            if signum in caught and not _relay["handled"]:
+                signal.pthread_kill(main_thread, signum)
+
+    _relay["thread"] = threading.Thread(target=relay, name="packrat-signals", daemon=True)
+    _relay["thread"].start()
 
 
 STOP_GRACE = 100  # seconds: the uploads get 60 to stop, then the temporary copies and the mail
