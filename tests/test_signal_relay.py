@@ -30,31 +30,44 @@ def _threads_taking_sigterm(pid):
     return found
 
 
-def test_a_sigterm_caught_by_another_thread_stops_the_run(penv, tmp_path):
+def _stalled_night(penv, tmp_path, ready, stop, **settings):
+    """packrat with dar stalled after 1.5 MB; once ``ready()``, ``stop(proc)``
+    signals it; it must then exit 143 within 30 s (else it is killed).
+    Returns its stderr."""
     path = fake_dar(tmp_path, SLOW_DAR)
-    src = tree(tmp_path, "src", 3 << 20)
-    nas = tmp_path / "nas"
-    nas.mkdir()
-    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[src], FS_SLICE_SIZE="1M", FS_COMPRESSION="none",
-               UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas))
+    penv.write(BACKUP_MODULES=["filesystem"], FS_COMPRESSION="none", **settings)
     proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PACKRAT_DATE=TODAY, PATH=path))
     try:
         deadline = time.monotonic() + 60
-        while not any(n.endswith(".partial") and (nas / n).stat().st_size for n in os.listdir(nas)):
+        while not ready():
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.05)
-        # dar has stalled; the main thread waits for it, the upload thread reads the slice
-        others = _threads_taking_sigterm(proc.pid)
-        assert others, "no thread but the main one takes SIGTERM"
-        os.kill(others[0], signal.SIGTERM)  # to that thread, not the main one
+        stop(proc)
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 143, err
+    return err
+
+
+def test_a_sigterm_caught_by_another_thread_stops_the_run(penv, tmp_path):
+    nas = tmp_path / "nas"
+    nas.mkdir()
+
+    def to_another_thread(proc):
+        # dar has stalled; the main thread waits for it, the upload thread reads the slice
+        others = _threads_taking_sigterm(proc.pid)
+        assert others, "no thread but the main one takes SIGTERM"
+        os.kill(others[0], signal.SIGTERM)  # to that thread, not the main one
+
+    err = _stalled_night(penv, tmp_path,
+                         lambda: any(n.endswith(".partial") and (nas / n).stat().st_size for n in os.listdir(nas)),
+                         to_another_thread, FS_TARGETS=[tree(tmp_path, "src", 3 << 20)], FS_SLICE_SIZE="1M",
+                         UPLOAD_MODULES=["local"], LOCAL_DIR=str(nas))
     assert "Traceback" not in err
     assert len(penv.mails()) == 1 and "stopped (SIGTERM)" in penv.smtp.bodies()[0]
     assert os.listdir(penv.backup_dir) == []
@@ -63,23 +76,10 @@ def test_a_sigterm_caught_by_another_thread_stops_the_run(penv, tmp_path):
 
 def test_the_relay_thread_itself_never_takes_sigterm(penv, tmp_path):
     """The relay blocks SIGTERM for itself: it is never where the signal lands."""
-    path = fake_dar(tmp_path, SLOW_DAR)
-    src = tree(tmp_path, "src", 1 << 20)
-    penv.write(BACKUP_MODULES=["filesystem"], FS_TARGETS=[src], FS_COMPRESSION="none", UPLOAD_MODULES=[])
-    proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PACKRAT_DATE=TODAY, PATH=path))
-    try:
-        deadline = time.monotonic() + 60
-        while not any(n.startswith(".packrat-tmp-") for n in os.listdir(penv.backup_dir)):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
+    def check_then_stop(proc):
         # without upload modules, the relay is the only thread but sh's own (blocked over the fork)
         assert _threads_taking_sigterm(proc.pid) == []
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, err
+
+    _stalled_night(penv, tmp_path, lambda: any(n.startswith(".packrat-tmp-") for n in os.listdir(penv.backup_dir)),
+                   check_then_stop, FS_TARGETS=[tree(tmp_path, "src", 1 << 20)], UPLOAD_MODULES=[])
