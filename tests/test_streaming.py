@@ -123,6 +123,35 @@ MAKE_NOW = """  head -c 70000 /dev/urandom > "$BACKUP_DIR/$HOSTNAME-late-$TODAY.
   NEW_BACKUPS="$NEW_BACKUPS $BACKUP_DIR/$HOSTNAME-late-$TODAY.bin\""""
 
 
+LATE = "testhost-late-%s.bin" % TODAY
+
+
+def s3_night(penv, tmp_path, s3d, monkeypatch, complete, size, **settings):
+    """A night of an archive streamed to S3, then the file of the Bash
+    module "late", S3's completion made by ``complete(original, upload)``:
+    (ctx, failures, the archive's name)."""
+    from pypackrat.upload import s3
+    src = tree(tmp_path, "src", size)
+    bash_module(penv, "late", MAKE_NOW)
+    original = s3._OpenUpload.complete
+    monkeypatch.setattr(s3._OpenUpload, "complete", lambda upload: complete(original, upload))
+    ctx, errors = nightly(penv, monkeypatch, BACKUP_MODULES=["filesystem", "late"], FS_TARGETS=[src],
+                          FS_COMPRESSION="none", UPLOAD_MODULES=["s3"], **s3d.settings(), **settings)
+    return ctx, errors, "testhost%s-%s.master.1.dar" % (src.replace("/", "-"), TODAY)
+
+
+def bucket_holds(penv, s3d, names):
+    """The bucket holds ``names``, each byte for byte as made, and no
+    multipart upload is left open; {name: bytes}."""
+    objects = {key.rsplit("/", 1)[-1]: data for key, data in s3d.objects().items()}
+    assert sorted(objects) == sorted(names)
+    for name, data in objects.items():
+        with open(os.path.join(str(penv.backup_dir), name), "rb") as fh:
+            assert fh.read() == data, name
+    assert not s3d.client().list_multipart_uploads(Bucket=s3d.bucket).get("Uploads")
+    return objects
+
+
 def test_s3_assembles_a_streamed_archive_while_the_next_file_goes(penv, tmp_path, s3d, monkeypatch):
     """A "threadsafe" remote finishes a streamed archive (S3: completing
     the multipart upload, which takes S3 seconds for a large object, then
@@ -130,34 +159,22 @@ def test_s3_assembles_a_streamed_archive_while_the_next_file_goes(penv, tmp_path
     file. S3's completion here is held until the next file is in the
     bucket: with the archive finished in line, that never happens (the
     hold gives up after 20 s, and the test fails)."""
-    from pypackrat.upload import s3
-    src = tree(tmp_path, "src", 2 << 20)
-    bash_module(penv, "late", MAKE_NOW)
-    late = "testhost-late-%s.bin" % TODAY
-    complete, held = s3._OpenUpload.complete, []
+    held = []
 
-    def slow_complete(self):
+    def slow_complete(original, upload):
         deadline = time.monotonic() + 20
-        while late not in s3d.names():
+        while LATE not in s3d.names():
             if time.monotonic() > deadline:
                 held.append("the next file never came while the archive was being completed")
                 break
             time.sleep(0.05)
-        return complete(self)
+        return original(upload)
 
-    monkeypatch.setattr(s3._OpenUpload, "complete", slow_complete)
-    ctx, errors = nightly(penv, monkeypatch, BACKUP_MODULES=["filesystem", "late"], FS_TARGETS=[src],
-                          FS_COMPRESSION="none", UPLOAD_MODULES=["s3"], **s3d.settings())
+    ctx, errors, archive = s3_night(penv, tmp_path, s3d, monkeypatch, slow_complete, 2 << 20)
     assert errors == [] and held == []
-    archive = "testhost%s-%s.master.1.dar" % (src.replace("/", "-"), TODAY)
     order = [os.path.basename(p) for _, p in events(ctx, "upload ended", "s3")]
-    assert order == [late, archive]  # the archive's copy was finished last
-    objects = {key.rsplit("/", 1)[-1]: data for key, data in s3d.objects().items()}
-    assert sorted(objects) == sorted([late, archive])
-    for name, data in objects.items():
-        with open(os.path.join(str(penv.backup_dir), name), "rb") as fh:
-            assert fh.read() == data, name
-    assert not s3d.client().list_multipart_uploads(Bucket=s3d.bucket).get("Uploads")
+    assert order == [LATE, archive]  # the archive's copy was finished last
+    bucket_holds(penv, s3d, [LATE, archive])
     # each part was checked by S3 against its CRC32, as boto3's own upload_file has it
     key, = [k for k in s3d.objects() if k.endswith(archive)]
     head = s3d.client().head_object(Bucket=s3d.bucket, Key=key, ChecksumMode="ENABLED")
@@ -169,28 +186,18 @@ def test_a_completion_that_fails_in_the_background_is_sent_again_whole(penv, tmp
     thread, while the worker sends the next file): the open upload is
     aborted, the archive goes again from the final file, and the night
     ends well with both files in the bucket, byte for byte."""
-    from pypackrat.upload import s3
-    src = tree(tmp_path, "src", 1 << 20)
-    bash_module(penv, "late", MAKE_NOW)
-    complete, refused = s3._OpenUpload.complete, []
+    refused = []
 
-    def refuse_once(self):
+    def refuse_once(original, upload):
         if not refused:
-            refused.append(self.key)
+            refused.append(upload.key)
             raise OSError("connection reset while completing")
-        return complete(self)
+        return original(upload)
 
-    monkeypatch.setattr(s3._OpenUpload, "complete", refuse_once)
-    ctx, errors = nightly(penv, monkeypatch, BACKUP_MODULES=["filesystem", "late"], FS_TARGETS=[src],
-                          FS_COMPRESSION="none", UPLOAD_MODULES=["s3"], UPLOAD_RETRY_WAIT=0, **s3d.settings())
+    ctx, errors, archive = s3_night(penv, tmp_path, s3d, monkeypatch, refuse_once, 1 << 20,
+                                    UPLOAD_RETRY_WAIT=0)
     assert errors == [] and len(refused) == 1
-    archive = "testhost%s-%s.master.1.dar" % (src.replace("/", "-"), TODAY)
-    objects = {key.rsplit("/", 1)[-1]: data for key, data in s3d.objects().items()}
-    assert sorted(objects) == sorted([archive, "testhost-late-%s.bin" % TODAY])
-    for name, data in objects.items():
-        with open(os.path.join(str(penv.backup_dir), name), "rb") as fh:
-            assert fh.read() == data, name
-    assert not s3d.client().list_multipart_uploads(Bucket=s3d.bucket).get("Uploads")
+    objects = bucket_holds(penv, s3d, [archive, LATE])
     assert sorted(os.path.basename(p) for _, p in events(ctx, "upload ended", "s3")) == sorted(objects)
 
 

@@ -89,11 +89,19 @@ class _OpenUpload:
         self.parts = {}  # number: what CompleteMultipartUpload names it by (ETag, and its checksum)
         self.checksum_algorithm = None if remote.sse.startswith("aws:kms") else MultipartETag(STREAM_PART)
 
+    def send_part(self, client, number, body):
+        """Upload part ``number`` (in a part thread, over put_stream's
+        client): (number, S3's answer), for part_sent()."""
+        extra = {"ChecksumAlgorithm": self.part_checksum} if self.part_checksum else {}
+        return number, client.upload_part(Bucket=self.remote.bucket, Key=self.key, UploadId=self.upload_id,
+                                          PartNumber=number, Body=body, ContentLength=len(body), **extra)
+
     def part_sent(self, number, answer):
         part = {"PartNumber": number, "ETag": answer["ETag"]}
-        member = "Checksum" + (self.part_checksum or "").upper()
-        if self.part_checksum and answer.get(member):  # a server without them may give none
-            part[member] = answer[member]
+        if self.part_checksum:
+            member = "Checksum" + self.part_checksum.upper()
+            if answer.get(member):  # a server without these checksums may give none
+                part[member] = answer[member]
         self.parts[number] = part
 
     def complete(self):  # over the remote's connection of the moment (a retry may have opened another)
@@ -453,8 +461,8 @@ class Remote(Transport):
                 if length or not number:
                     number += 1
                     settle(CONCURRENCY - 1)
-                    running.add(pool.submit(self._part, client, key, upload_id, number,
-                                            _FileRange(fd, offset, length, sent), part_checksum))
+                    running.add(pool.submit(opened.send_part, client, number,
+                                            _FileRange(fd, offset, length, sent)))
                     offset += length
             settle(0)
         except BaseException:
@@ -468,11 +476,6 @@ class Remote(Transport):
             raise
         pool.shutdown(wait=True)
         return opened
-
-    def _part(self, client, key, upload_id, number, body, checksum):
-        extra = {"ChecksumAlgorithm": checksum} if checksum else {}
-        return number, client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                          Body=body, ContentLength=len(body), **extra)
 
     def get(self, remote_name, local_path, progress=None):
         self._conn().download_file(self.bucket, self._key(remote_name), local_path,
