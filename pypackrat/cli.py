@@ -193,7 +193,8 @@ def main(argv=None):
             os._exit(128 + signum)
         if stopping:  # a second SIGTERM: the stop under way goes on, bounded by its watchdog
             return
-        stopping.append(_stop_watchdog())
+        stopping.append(signum)  # first: a SIGTERM caught while the watchdog starts returns above
+        _stop_watchdog()
         raise Terminated()
 
     signal.signal(signal.SIGTERM, terminate)
@@ -210,6 +211,7 @@ def main(argv=None):
         return 1
 
 
+RESEND = 0.05  # seconds: how long the relay of _relay_to_main gives the main thread to take a signal
 _relay = {}  # the relay of _relay_to_main, started once per process: its thread, and the run's "handled"
 
 
@@ -224,10 +226,14 @@ def _relay_to_main(signum, handled):
     signal handler's wake-up byte goes to a pipe a thread of its own reads,
     and until the handler has run (``handled`` non-empty) that thread sends
     the signal again to the main thread, whose blocking call the kernel
-    then interrupts."""
+    then interrupts: after RESEND seconds, and every RESEND seconds (sent at
+    once, a storm of them would run the handler inside itself again and
+    again, to a RecursionError)."""
+    import contextlib
     import select
     import signal
     import threading
+    import time
     _relay["handled"] = handled
     if "thread" in _relay:
         return
@@ -243,8 +249,12 @@ def _relay_to_main(signum, handled):
                 caught = os.read(read_end, 512)
             except BlockingIOError:
                 continue
-            if signum in caught and not _relay["handled"]:
-                signal.pthread_kill(main_thread, signum)
+            while signum in caught and not _relay["handled"]:
+                time.sleep(RESEND)  # the main thread, awake, runs the handler meanwhile
+                if not _relay["handled"]:
+                    signal.pthread_kill(main_thread, signum)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(read_end, 512)  # the wake-up bytes of the signals sent here
 
     _relay["thread"] = threading.Thread(target=relay, name="packrat-signals", daemon=True)
     _relay["thread"].start()

@@ -83,3 +83,25 @@ def test_the_relay_thread_itself_never_takes_sigterm(penv, tmp_path):
 
     _stalled_night(penv, tmp_path, lambda: any(n.startswith(".packrat-tmp-") for n in os.listdir(penv.backup_dir)),
                    check_then_stop, FS_TARGETS=[tree(tmp_path, "src", 1 << 20)], UPLOAD_MODULES=[])
+
+
+def test_a_storm_of_sigterms_ends_the_run_once(penv, tmp_path):
+    """SIGTERM after SIGTERM, the first caught while the handler starts the
+    stop's watchdog: every later one finds the stop under way (the handler
+    marks it before anything else) and returns; the run ends once, 143,
+    without a RecursionError's traceback (which a relay that sent the signal
+    again at once, while the handler had not yet marked it, made under load)."""
+    def storm(proc):  # until the stop has removed the archive's temporary (bounded)
+        deadline = time.monotonic() + 20
+        while temporary() and proc.poll() is None and time.monotonic() < deadline:
+            for _ in range(50):
+                os.kill(proc.pid, signal.SIGTERM)
+
+    def temporary():
+        return any(n.startswith(".packrat-tmp-") for n in os.listdir(penv.backup_dir))
+
+    err = _stalled_night(penv, tmp_path, temporary, storm, FS_TARGETS=[tree(tmp_path, "src", 1 << 20)], UPLOAD_MODULES=[])
+    assert "Traceback" not in err and "RecursionError" not in err, err
+    assert err.count("stopped (SIGTERM)") == 1, err
+    assert len(penv.mails()) == 1 and "stopped (SIGTERM)" in penv.smtp.bodies()[0]
+    assert os.listdir(penv.backup_dir) == []
