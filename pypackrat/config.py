@@ -919,7 +919,8 @@ def _pairs(text):
 
 def _closest(name):
     """The known setting ``name`` is most likely a typo of (same letters in
-    another case, or difflib's ratio >= 0.85), or None. Fast enough for
+    another case, difflib's ratio >= 0.85, or the one setting whose name is
+    ``name`` and more words), or None. Fast enough for
     10,000 variables: only names of a similar length that share half their
     letter pairs are compared."""
     import difflib
@@ -936,7 +937,9 @@ def _closest(name):
             candidates = [k for n in range(len(upper) - 2, len(upper) + 3) for k, known in _PAIRS.get(n, ())
                           if 2 * len(pairs & known) >= len(pairs)]
             close = difflib.get_close_matches(upper, candidates, n=1, cutoff=0.85)
-            _CLOSEST[upper] = close[0] if close else None
+            if not close:  # a setting's name without its last word (S3_ENDPOINT), if only one has it
+                close = [k for k in types if k.startswith(upper + "_")][:2]
+            _CLOSEST[upper] = close[0] if len(close) == 1 else None
     return _CLOSEST[upper]
 
 

@@ -155,10 +155,12 @@ def test_modules_d_with_only_comments_is_accepted(penv):
 
 
 def test_typos_are_warnings_with_a_suggestion(penv):
-    penv.extra = "FS_TARGET=/srv\nHOSTNAM=web1\nhostname=web2\nMYMODULE_WIDGETS=(a b)\nlowercase_thing=1\n"
+    penv.extra = ("FS_TARGET=/srv\nHOSTNAM=web1\nhostname=web2\nMYMODULE_WIDGETS=(a b)\nlowercase_thing=1\n"
+                  "S3_ENDPOINT=http://minio:9000\nMYSQL=1\n")  # MYSQL: the start of several settings
     proc = penv.run("check", check=0)
     path = penv.config_path
     assert sorted(warnings(proc)) == sorted([
+        "Warning: %s: S3_ENDPOINT is not a packrat setting: did you mean S3_ENDPOINT_URL?" % path,
         "Warning: %s: FS_TARGET is not a packrat setting: did you mean FS_TARGETS?" % path,
         "Warning: %s: HOSTNAM is not a packrat setting: did you mean HOSTNAME?" % path,
         "Warning: %s: hostname is not a packrat setting: did you mean HOSTNAME?" % path])
