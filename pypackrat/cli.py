@@ -209,6 +209,12 @@ def main(argv=None):
         return 130
     except BrokenPipeError:
         return 1
+    except ModuleNotFoundError as exc:  # packrat run by a Python without its packages
+        if not exc.name or exc.name.partition(".")[0] == "pypackrat":
+            raise
+        sys.stderr.write("packrat: the Python package %s is not installed for %s; install.sh installs "
+                         "packrat with the packages it needs\n" % (exc.name, sys.executable))
+        return 1
 
 
 RESEND = 0.05  # seconds: how long the relay of _relay_to_main gives the main thread to take a signal

@@ -120,3 +120,18 @@ def test_scp_missing_with_ssh_client_openssh_is_a_warning(penv, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert ("Warning: %s: SSH_CLIENT=openssh, but scp is not installed (not found in PATH): the ssh "
             "upload will fail" % penv.config_path) in proc.stderr.splitlines()
+
+
+@pytest.mark.parametrize("action", [["check"], []])
+def test_a_python_without_packrats_packages_is_one_line(penv, tmp_path, action):
+    """packrat run by a Python that lacks its packages (a checkout run with
+    the system's python3, not the installed command): one line naming the
+    package and the interpreter, exit 1, no traceback."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    penv.write()
+    proc = subprocess.run([str(bare / "bin" / "python"), PACKRAT, "-c", str(penv.config_path)] + action,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == ("packrat: the Python package configobj is not installed for %s; install.sh "
+                           "installs packrat with the packages it needs\n" % (bare / "bin" / "python"))
