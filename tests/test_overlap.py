@@ -210,7 +210,8 @@ def test_sigterm_during_overlapped_uploads_removes_every_temporary_file_and_mail
     partial = os.path.join(sshd.root, first_slice(one) + ".partial")
     proc = subprocess.Popen([PACKRAT, "-c", str(penv.config_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PACKRAT_DATE=TODAY))
-    out, err = sigterm_when(proc, lambda: os.path.exists(partial) and os.path.getsize(partial) > 0)
+    made = penv.backup_dir / first_slice(one)  # the SIGTERM comes once dar is done, mid-upload
+    out, err = sigterm_when(proc, lambda: made.exists() and os.path.exists(partial) and os.path.getsize(partial) > 0)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _names(int(p), partial)]

@@ -443,6 +443,55 @@ def test_a_planted_link_at_the_temporary_name_is_not_followed(tmp_path):
         Reader(g, 1, lambda: None)
 
 
+@pytest.mark.fast
+def test_an_older_archive_under_the_final_names_is_not_this_one(tmp_path, monkeypatch):
+    """A second run the same day: the first run's slices hold the final
+    names while dar writes the new ones. Before, slice 1 counted as begun at
+    once, the reader read the old file, and slice 2's old copy made slice 1
+    whole: every upload sent the old archive, then sent it again."""
+    monkeypatch.setattr(growing_mod, "POLL", 0.01)
+    g = Growing(str(tmp_path), ".packrat-tmp-1-a", "a")
+    for number in (1, 2):
+        with open(g.final_path(number), "wb") as fh:
+            fh.write(b"old" * 1000)
+    numbers = g.slice_numbers(lambda: None)
+    first = []
+    threading.Thread(target=lambda: first.append(next(numbers))).start()
+    time.sleep(0.1)
+    assert first == [] and not g.exists(1) and not g.exists(2)
+    with open(g.temp_path(1), "wb") as fh:
+        fh.write(b"new" * 500)
+    deadline = time.monotonic() + 5
+    while not first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert first == [1]
+    with Reader(g, 1, lambda: None) as reader:
+        assert reader.read(10000) == b"new" * 500
+        assert not g.whole(1)  # the old slice 2 says nothing of this archive
+        os.replace(g.temp_path(1), g.final_path(1))
+        g.end(True)
+        assert reader.read(10000) == b""
+        assert reader.digest() == g.final_digest(1)
+    assert g.exists(2)  # once ended well, the final names are this archive's
+
+
+@pytest.mark.fast
+def test_a_planted_fifo_is_never_read(tmp_path, monkeypatch):
+    """A FIFO at the temporary name is refused at once (opening it would
+    wait for a writer, or read the planter's endless bytes); one at a final
+    name is not this archive's while dar writes."""
+    monkeypatch.setattr(growing_mod, "POLL", 0.01)
+    g = Growing(str(tmp_path), ".packrat-tmp-1-a", "a")
+    os.mkfifo(g.temp_path(1))
+    with pytest.raises(OSError, match="not a plain file"):
+        Reader(g, 1, lambda: None)
+    os.unlink(g.temp_path(1))
+    os.mkfifo(g.final_path(2))
+    with open(g.temp_path(1), "wb") as fh:
+        fh.write(b"z" * 10)
+    assert not g.exists(2) and not g.whole(1)
+
+
 def test_an_encrypted_chain_sent_while_written_restores_from_the_remote(penv, tmp_path):
     """ENCRYPTION_KEY, a master then an incremental, both made through
     dar_xform and sent while written: the remote's copies restore, in

@@ -6,7 +6,10 @@ dar_xform writes each slice from first byte to last and never goes back
 (dar itself, writing its slices directly, goes back to rewrite the data of
 a file that did not compress), and hands the uploads a ``Growing``.
 
-- Slice N is whole once slice N+1 exists, or once the archive ended.
+- Slice N is whole once slice N+1 is begun, or once the archive ended.
+- Until the archive ended well, only the temporary names count: a file
+  under a final name is an older archive of the same name (a second run
+  the same day) or one planted there, never this one's.
 - The archive ends well (``end(True)``) only after its slices have their
   final names; then an upload verifies the remote copies against those
   final files and gives them their final remote names. It ends badly
@@ -18,6 +21,7 @@ a file that did not compress), and hands the uploads a ``Growing``.
 """
 import hashlib
 import os
+import stat
 import threading
 import time
 
@@ -69,8 +73,11 @@ class Growing:
         return directory == self.directory and names.slice_of(name, self.base) is not None
 
     def exists(self, number):
-        """Whether slice ``number`` was begun (under either name)."""
-        return any(os.path.lexists(p) for p in (self.temp_path(number), self.final_path(number)))
+        """Whether slice ``number`` was begun: under its temporary name, or
+        its final one once the archive ended well."""
+        if os.path.lexists(self.temp_path(number)):
+            return True
+        return self.ended() and self.ok and os.path.lexists(self.final_path(number))
 
     def whole(self, number):
         """Whether slice ``number`` will grow no more."""
@@ -116,15 +123,25 @@ class Reader:
         self._fd = self._open()
 
     def _open(self):
-        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        for path in (self.growing.temp_path(self.number), self.growing.final_path(self.number)):
-            try:
-                return os.open(path, flags)
-            except FileNotFoundError:
-                continue  # renamed meanwhile: the final name
-        if self.growing.ended() and not self.growing.ok:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return self._regular(os.open(self.growing.temp_path(self.number), flags))
+        except FileNotFoundError:
+            pass
+        # renamed meanwhile: the final name is this archive's once it ended well
+        while not self.growing.wait(POLL):
+            self.stopped()
+        if not self.growing.ok:
             raise Abandoned(self.growing.base)
-        raise FileNotFoundError("slice %d of %s is gone" % (self.number, self.growing.base))
+        return self._regular(os.open(self.growing.final_path(self.number), flags))
+
+    def _regular(self, fd):
+        """``fd`` if it is a plain file's (dar_xform's slice), else closed and refused."""
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError("slice %d of %s is not a plain file" % (self.number, self.growing.base))
+        os.set_blocking(fd, True)
+        return fd
 
     def readable(self):
         return True
