@@ -63,6 +63,28 @@ class Dump:
         return "<Dump %s>" % self.name
 
 
+def own_files(directory, mine=lambda name: True):
+    """{name: size} of the plain files in ``directory`` that ``mine(name)``
+    takes and packrat's own user owns (root, at night). A backup's name on
+    a file another user owns is planted (BACKUP_DIR open to others): never
+    a reference master, a restore's source or a verified archive; said
+    once, as a warning."""
+    out = {}
+    if not os.path.isdir(directory):
+        return out
+    me = os.geteuid()
+    for entry in os.scandir(directory):
+        if not entry.is_file(follow_symlinks=False) or not mine(entry.name):
+            continue
+        st = entry.stat(follow_symlinks=False)
+        if st.st_uid == me:
+            out[entry.name] = st.st_size
+        elif names.parse_dar(entry.name) or parse_dump(entry.name):
+            log.warn("Warning: %s is owned by uid %d, not by packrat's user: not taken as a backup"
+                     % (os.path.join(directory, entry.name), st.st_uid))
+    return out
+
+
 def parse_dump(name):
     parsed = names.parse_dump_name(name)
     if parsed is None:
@@ -99,11 +121,8 @@ class Catalog:
         self.directory = directory
         if LOCAL not in self.locations:
             self.locations.insert(0, LOCAL)
-        if not os.path.isdir(directory):
-            return
-        for entry in os.scandir(directory):
-            if entry.is_file(follow_symlinks=False) and self.mine(entry.name):
-                self.add(LOCAL, entry.name, entry.stat().st_size)
+        for name, size in own_files(directory, self.mine).items():
+            self.add(LOCAL, name, size)
 
     def add_remote(self, location, remote, sizes=True):
         found = {}
@@ -111,6 +130,10 @@ class Catalog:
             if transfer.safe_name(name) and self.mine(name) and \
                     (parse_dump(name) or names.parse_dar(name)):
                 found[name] = _size(remote, name) if sizes else None
+        for name in sorted(remote.foreign(list(found)) if found else ()):
+            log.warn("Warning: %s: %s is owned by another account than packrat's: not taken as a backup"
+                     % (remote.describe(), name))
+            del found[name]
         self.remotes[location] = remote
         if location not in self.locations:
             self.locations.append(location)

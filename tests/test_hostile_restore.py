@@ -1,6 +1,6 @@
 """Restore never trusts the remote more than the local (issue 11), played
 as the attacker: an unprivileged user who can write to the upload share
-plants dumps and archives there or in BACKUP_DIR. Real servers, real psql,
+plants dumps and archives there or in BACKUP_DIR (given to root, see plant()). Real servers, real psql,
 mysql and dar.
 
 - a planted dump dated after today is never taken as the newest;
@@ -48,7 +48,10 @@ def plant(path, data):
     """``data`` at ``path``, written by the unprivileged user nobody: where
     nobody can reach the directory (the share) directly; elsewhere
     (BACKUP_DIR here, under root's private test directory) written in a
-    directory of its own and moved in, a file the attacker owns."""
+    directory of its own and moved in. Then given to root: a file nobody
+    owns is passed over before any of these checks (tests/test_planted_owner.py);
+    these are for the planted files whose owner cannot be told (an FTP or
+    S3 remote's operator, a file root copied in)."""
     path = pathlib.Path(path)
     try:
         write_as_nobody(path, data)
@@ -61,6 +64,7 @@ def plant(path, data):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     assert os.stat(path).st_uid != 0
+    os.chown(path, 0, 0)
 
 
 def exists(server, engine, db):

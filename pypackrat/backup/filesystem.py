@@ -28,7 +28,7 @@ import os
 import re
 import subprocess
 
-from pypackrat import execute, log
+from pypackrat import catalog, execute, log
 from pypackrat.core import chains, darkey, names
 from pypackrat.core.growing import Growing
 from pypackrat.core import temp as tempnames
@@ -291,7 +291,7 @@ def plan(ctx, target, listing):
 def backup_target(ctx, target):
     """Archive one target; returns the final paths of its slices."""
     directory = ctx.backup_dir
-    listing = os.listdir(directory) if os.path.isdir(directory) else []
+    listing = list(catalog.own_files(directory))  # a master planted by another user is none
     base, reference, kind = plan(ctx, target, listing)
     what = "%s to %s (%s%s)" % (target, os.path.join(directory, base), kind,
                                 ", against %s" % reference if reference else "")
