@@ -281,7 +281,7 @@ def _dump(ctx, database, engine, dump_argv, env, pass_fds):
             out = execute.create_private(tmp)  # 0600, never through a planted link
             with open(out, "wb") as fh:
                 try:
-                    execute.pipeline(stages, fh, env=env, pass_fds=fds)
+                    execute.pipeline(stages, fh, env=env, pass_fds=fds, shown=final)
                 except PackratError as exc:
                     full = _full(ctx.backup_dir)  # asked before the partial file goes
                     if full:

@@ -393,14 +393,17 @@ def first_cause(failures):
     return (own or failures)[0]
 
 
-def pipeline(stages, out, *, env=None, pass_fds=(), stage_fds=None, ok_codes=None, dry_run=False):
+def pipeline(stages, out, *, env=None, pass_fds=(), stage_fds=None, ok_codes=None, dry_run=False,
+             shown=None):
     """Run ``stages[0] | stages[1] | ... > out`` with OS pipes between them.
 
     ``pass_fds`` go to every stage; ``stage_fds``, one collection per stage,
     each to its own stage only (a key's descriptor to the one program that
     reads it).
 
-    ``out`` is a path or an open binary file. Every process's exit status is
+    ``out`` is a path or an open binary file; ``shown``, what the verbose
+    line names as the destination (the final name of a file written under
+    a temporary one). Every process's exit status is
     checked (ok_codes: a list of accepted codes per stage, default 0 only);
     the failure reported is the first stage in pipe order that failed for a
     reason of its own (not by SIGPIPE or a broken pipe: a full disk shows as
@@ -411,9 +414,10 @@ def pipeline(stages, out, *, env=None, pass_fds=(), stage_fds=None, ok_codes=Non
     """
     stages = [[str(a) for a in argv] for argv in stages]
     line = " | ".join(show(a) for a in stages)
-    log.verbose("%s > %s" % (line, out))
+    shown = shown or (out if isinstance(out, (str, os.PathLike)) else "(%s)" % getattr(out, "name", "a file"))
+    log.verbose("%s > %s" % (line, shown))
     if dry_run:
-        log.info("[dry run] would run: %s > %s" % (line, out))
+        log.info("[dry run] would run: %s > %s" % (line, shown))
         return None
     missing = [m for m in (_missing(argv[0]) for argv in stages) if m]
     if missing:

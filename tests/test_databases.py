@@ -176,6 +176,7 @@ def test_one_database_restores_identical(penv, engine, server, cipher, tmp_path)
     assert "%s backup up database: %s" % (tag, db) in proc.stdout
     assert os.listdir(penv.backup_dir) == [name(engine, db)]
     path = penv.backup_dir / name(engine, db)
+    assert re.search(r"\| \S+ .*> %s\n" % re.escape(str(path)), proc.stdout), proc.stdout  # the file, as the original
     assert os.stat(path).st_mode & 0o777 == 0o600
     raw = path.read_bytes()
     if cipher:
