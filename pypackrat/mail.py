@@ -57,7 +57,7 @@ def compose(settings, subject, body):
     (ValueError), the body is always encodable."""
     msg = email.message.EmailMessage()
     msg["Subject"] = _header(subject, "the subject")
-    msg["To"] = _header(settings["ADMIN_EMAIL"], "ADMIN_EMAIL")
+    msg["To"] = ", ".join(recipients(_header(settings["ADMIN_EMAIL"], "ADMIN_EMAIL")))
     domain = fqdn(settings["HOSTNAME"])
     sender = settings["MAIL_FROM"] or "packrat@%s" % domain
     msg["From"] = _header(sender, "MAIL_FROM" if settings["MAIL_FROM"] else "HOSTNAME")
@@ -65,6 +65,16 @@ def compose(settings, subject, body):
     msg["Message-ID"] = email.utils.make_msgid("packrat", domain=domain)
     msg.set_content(text(log.mask(body)))
     return msg
+
+
+def recipients(value):
+    """ADMIN_EMAIL's addresses. Plain addresses may be separated by commas
+    or, as the original's unquoted $ADMIN_EMAIL gave them to mail(1), by
+    white space; a value with display names ("Ops <ops@x>") is a header's
+    list, separated by commas."""
+    if re.search(r'[<>"]', value):
+        return [value]
+    return [word for word in re.split(r"[ \t,]+", value) if word]
 
 
 def send(settings, subject, body, dry_run=False):
@@ -113,9 +123,10 @@ def _local(msg, to, subject):
             return
     mail = execute.which("mail")
     if mail:
+        addresses = recipients(to)
         if any(word.startswith("-") for word in re.split(r"[\s,]+", to)):
             raise ValueError("ADMIN_EMAIL: an address cannot start with '-'")
-        execute.run([mail, "-s", subject, to], stdin=msg.get_content().encode(), quiet=True)
+        execute.run([mail, "-s", subject] + addresses, stdin=msg.get_content().encode(), quiet=True)
         return
     raise OSError("neither sendmail nor mail is installed; set SMTP_HOST to mail through a server")
 

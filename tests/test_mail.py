@@ -45,3 +45,14 @@ def test_unverifiable_certificate_is_refused_and_reported(penv, tmp_path, tls_sm
     assert server.messages == []
     assert "could not mail admin@example.org" in proc.stderr and "CERTIFICATE_VERIFY_FAILED" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("admin", ["ops@example.org dba@example.org", "ops@example.org, dba@example.org",
+                                   "ops@example.org,dba@example.org"])
+def test_every_address_of_admin_email_gets_the_mail(penv, tmp_path, admin):
+    """The original gave its unquoted $ADMIN_EMAIL to mail(1): addresses
+    separated by spaces each got the mail, as do those separated by commas."""
+    proc = failing_run(penv, tmp_path, ADMIN_EMAIL=admin)
+    assert proc.returncode == 1
+    assert penv.smtp.envelopes == [["ops@example.org", "dba@example.org"]]
+    assert penv.smtp.messages[0]["To"] == "ops@example.org, dba@example.org"

@@ -12,6 +12,7 @@ class SmtpServer:
         from aiosmtpd.controller import Controller
 
         self.messages = []
+        self.envelopes = []  # each message's RCPT TO addresses
         self.lock = threading.Lock()
         server = self
 
@@ -20,6 +21,7 @@ class SmtpServer:
                 msg = email.message_from_bytes(envelope.original_content or envelope.content)
                 with server.lock:
                     server.messages.append(msg)
+                    server.envelopes.append(list(envelope.rcpt_tos))
                 return "250 OK"
 
         self.port = free_port()
@@ -49,6 +51,7 @@ class SmtpServer:
     def clear(self):
         with self.lock:
             self.messages.clear()
+            self.envelopes.clear()
 
     def bodies(self):
         with self.lock:
