@@ -262,3 +262,35 @@ def test_passphrase_is_masked_by_check(penv, sshd2):
     penv.write(UPLOAD_MODULES=["ssh"], SSH_KEY_PASSPHRASE=PASSPHRASE, **sshd2.settings(SSH_KEY=sshd2.pass_key))
     proc = penv.run("check", check=0)
     assert "SSH_KEY_PASSPHRASE" in proc.stdout and PASSPHRASE not in proc.stdout + proc.stderr
+
+
+def test_a_server_that_is_not_ssh_is_one_line(penv, tmp_path):
+    """Something else answers on SSH_PORT (or a server that hangs up):
+    paramiko's transport thread logged its failure with a traceback, which
+    logging's last resort printed on stderr. Now one line says it."""
+    import socket
+    import threading
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def answer():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        (penv.backup_dir / NAME).write_bytes(b"x")
+        penv.write(UPLOAD_MODULES=["ssh"], SSH_HOST="127.0.0.1", SSH_PORT=listener.getsockname()[1],
+                   SSH_USER="backup", SSH_DIR="/backups", SSH_CLIENT="paramiko", UPLOAD_RETRIES=0)
+        proc = penv.run("-U", TODAY, date=TODAY, check=1)
+    finally:
+        listener.close()
+    assert "Traceback" not in proc.stderr and "Exception (client)" not in proc.stderr, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if "connection failed" in l]
+    assert lines and "Error reading SSH protocol banner" in lines[0], proc.stderr

@@ -127,6 +127,11 @@ def _paramiko():
         finally:
             if hidden:
                 del sys.modules["invoke"]
+        # its transport thread logs a failure with a traceback; with no handler
+        # anywhere, logging's last resort printed them on stderr. The failure
+        # reaches packrat as the exception of the call, said in one line.
+        import logging
+        logging.getLogger("paramiko").addHandler(logging.NullHandler())
     return sys.modules["paramiko"]
 
 
