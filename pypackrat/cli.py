@@ -151,7 +151,8 @@ def _set(opts, letter, value):
     elif letter == "u":
         opts.upload_modules = _names(value)
     elif letter == "U":
-        if not re.fullmatch(r"20\d{6}", value):
+        from pypackrat.core import names
+        if not re.fullmatch(r"20\d{6}", value) or names.day(value) is None:
             raise UsageError("-U needs a date as YYYYMMDD, not %r" % value)
         opts.upload_date = value
 

@@ -55,6 +55,8 @@ def test_bad_days_and_date():
     assert packrat("-p", "abc").returncode == 1
     proc = packrat("-U", "2026-11-01")
     assert proc.returncode == 1 and "YYYYMMDD" in proc.stderr
+    proc = packrat("-U", "20261399")  # no such day
+    assert proc.returncode == 1 and "-U needs a date as YYYYMMDD, not '20261399'" in proc.stderr
 
 
 @pytest.mark.fast
