@@ -906,7 +906,7 @@ def requirements(settings):
     if metrics and not metrics.startswith("/"):
         lines.append("%s: METRICS_FILE=%s: not an absolute path: the metrics are not written"
                      % (settings.where("METRICS_FILE"), metrics))
-    return [log.one_line(line) for line in lines + plugins.requirements(settings)]
+    return list(dict.fromkeys(log.one_line(line) for line in lines + plugins.requirements(settings)))
 
 
 _CLOSEST = {}

@@ -19,6 +19,7 @@ import glob
 import os
 import re
 import shlex
+import subprocess
 import threading
 
 from pypackrat import execute, log, mail, transfer
@@ -55,6 +56,21 @@ def module_files(settings):
         error.settings = settings  # ADMIN_EMAIL and SMTP, to mail the refusal of a nightly run
         raise error
     return files
+
+
+def syntax_errors(settings):
+    """One line for each file of MODULE_PATH bash cannot parse (``bash -n``:
+    read, nothing run): every Bash module's run sources it, and fails."""
+    lines = []
+    for path in module_files(settings):
+        proc = execute.popen(["bash", "-n", path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        err = proc.communicate(timeout=30)[1].decode("utf-8", "replace").strip()
+        if proc.returncode != 0:
+            lines.append("MODULE_PATH=%s: %s (the Bash modules fail while this file is sourced)"
+                         % (settings["MODULE_PATH"], err.splitlines()[0] if err else
+                            "%s: bash -n exited with status %d" % (path, proc.returncode)))
+    return lines
 
 
 def _definition(function):
@@ -104,7 +120,7 @@ class BashModule:
         return []
 
     def requirements(self, settings):
-        return []
+        return syntax_errors(settings)
 
     def owns_names(self):
         """Its archives are the ``HOST-NAME-`` names (modules/example.sh)."""

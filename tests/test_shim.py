@@ -672,3 +672,19 @@ def test_python_filesystem_backup_feeds_bash_upload_module(site, tmp_path):
     assert "Bash backup module filesystem: %s" % (site.module_path / "stock.sh") in plan.stdout
     site.run(date=DATE, check=0)
     assert marker.read_text() == "bash filesystem\n"
+
+
+def test_check_names_a_module_file_bash_cannot_parse(penv):
+    """Every Bash module's run sources every *.sh of MODULE_PATH: one that
+    bash cannot parse fails them all at night. check said "valid" and no
+    more; now a warning names the file and bash's own line."""
+    (penv.module_path / "good.sh").write_text("mod_good() { :; }\n")
+    (penv.module_path / "zz-broken.sh").write_text("mod_broken() {\n  if then\n}\n")
+    penv.write(BACKUP_MODULES=["good"])
+    proc = penv.run("check", check=0)
+    warnings = [l for l in proc.stderr.splitlines() if "zz-broken.sh" in l]
+    assert len(warnings) == 1, proc.stderr
+    assert "line 2: syntax error near unexpected token" in warnings[0]
+    assert "the Bash modules fail while this file is sourced" in warnings[0]
+    os.unlink(penv.module_path / "zz-broken.sh")
+    assert "syntax error" not in penv.run("check", check=0).stderr
