@@ -900,6 +900,9 @@ def requirements(settings):
     if ca and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
         lines.append("%s: SMTP_CA=%s: no such readable file: the failure mail cannot be sent"
                      % (settings.where("SMTP_CA"), ca))
+    if settings.get("IONICE") and not execute.which("ionice"):
+        lines.append("%s: IONICE=%s: ionice is not installed (util-linux): the run goes at the "
+                     "machine's disk scheduling" % (settings.where("IONICE"), settings["IONICE"]))
     from pypackrat import monitor, plugins
     lines += filter(None, [monitor.ping_warning(settings)])  # the run goes on without pings
     metrics = settings.get("METRICS_FILE")

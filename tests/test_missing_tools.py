@@ -110,6 +110,15 @@ def test_missing_dump_programs_are_warnings_of_check(penv, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_ionice_missing_with_ionice_set_is_a_warning_of_check(penv, tmp_path):
+    """The run warns that IONICE cannot be applied; check said nothing."""
+    penv.settings.update(IONICE="best-effort:7")
+    proc = run(penv, "check", path=shadow_path(tmp_path, ["ionice"]))
+    assert proc.returncode == 0, proc.stderr
+    assert "%s: IONICE=best-effort:7: ionice is not installed" % penv.config_path in proc.stderr
+    assert "ionice is not installed" not in run(penv, "check", path=os.environ["PATH"]).stderr
+
+
 def test_scp_missing_with_ssh_client_openssh_is_a_warning(penv, tmp_path):
     path = shadow_path(tmp_path, ["scp"])
     key = tmp_path / "key"
