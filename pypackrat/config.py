@@ -1028,6 +1028,13 @@ def _validate(path, raw, overrides=None, quiet=False):
         merged[key] = value
         origin[key] = "command line"
     register_secrets(merged.items(), _looks_secret)
+    for key in ("BACKUP_MODULES", "UPLOAD_MODULES"):  # twice: two runs of one module would race
+        names = merged.get(key)
+        if isinstance(names, list) and len(set(names)) < len(names):
+            if not quiet:
+                log.warn("Warning: %s: %s lists %s more than once: each runs once"
+                         % (origin.get(key, path), key, ", ".join(sorted({n for n in names if names.count(n) > 1}))))
+            merged[key] = list(dict.fromkeys(names))
 
     types = _spec_types()
     for line in [] if quiet else _typos(merged, types, origin):

@@ -170,6 +170,17 @@ def test_typos_are_warnings_with_a_suggestion(penv):
             % (penv.modules_d / "s3.conf")) in warnings(proc)
 
 
+def test_a_module_listed_twice_runs_once_with_a_warning(penv, tmp_path):
+    """Two runs of one upload module raced on the same temporary names."""
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    penv.write(UPLOAD_MODULES=["local", "local"], LOCAL_DIR=str(nas))
+    proc = penv.run("check", check=0)
+    assert ("Warning: %s: UPLOAD_MODULES lists local more than once: each runs once" % penv.config_path
+            in warnings(proc))
+    assert "UPLOAD_MODULES=('local')" in proc.stdout
+
+
 def test_messages_name_the_file_to_edit_not_default(penv):
     """A setting left at its built-in default is blamed on the file that
     enabled the module."""
