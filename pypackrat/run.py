@@ -38,9 +38,11 @@ DEFAULT_LOCK_FILE = "/run/packrat/packrat.lock"
 
 def _refuse(path, why):
     """One line naming the file, the reason and the fix (cli.py prefixes
-    "cannot take the lock PATH: ")."""
-    return OSError("%s %s; remove it (it holds no data), or keep LOCK_FILE in a directory only "
-                   "root can write, as the default %s" % (path, why, DEFAULT_LOCK_FILE))
+    "cannot take the lock PATH: "). The lock file itself holds no data; its
+    directory may hold anything: it is never offered for removal."""
+    fix = "" if why.startswith("(the lock's directory)") else "remove it (it holds no data), or "
+    return OSError("%s %s; %skeep LOCK_FILE in a directory only root can write, as the default %s"
+                   % (path, why, fix, DEFAULT_LOCK_FILE))
 
 
 @contextlib.contextmanager
