@@ -73,7 +73,7 @@ def parse_compressor(value):
     ValueError with the reason when it is none."""
     m = _COMPRESSOR.fullmatch(value)
     if not m or m.group(1) not in COMPRESSORS:
-        raise ValueError("must be one of %s" % ", ".join(COMPRESSORS))
+        raise ValueError("must be one of %s, a level may follow (bzip2:9, zstd:19)" % ", ".join(COMPRESSORS))
     name, level = m.group(1), m.group(2)
     if level is None:
         return name, None

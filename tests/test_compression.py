@@ -207,10 +207,11 @@ def test_compressor_argv_and_name(value, argv, suffix):
 
 
 @pytest.mark.parametrize("value,reason", [
-    ("gzip", "must be one of bzip2, lbzip2, pbzip2, zstd"),
+    ("gzip", "must be one of bzip2, lbzip2, pbzip2, zstd, a level may follow (bzip2:9, zstd:19)"),
     ("zstd:99", "zstd's level is 1 to 22"),
     ("bzip2:0", "bzip2's level is 1 to 9"),
-    ("zstd -T0", "must be one of bzip2, lbzip2, pbzip2, zstd"),
+    ("zstd -T0", "must be one of bzip2, lbzip2, pbzip2, zstd, a level may follow (bzip2:9, zstd:19)"),
+    ("zstd:-1", "must be one of bzip2, lbzip2, pbzip2, zstd, a level may follow (bzip2:9, zstd:19)"),
 ])
 def test_compressor_refused(penv, value, reason):
     penv.write(COMPRESSOR=value)

@@ -87,7 +87,7 @@ def test_allowed_values_are_listed_once(penv):
     proc = penv.run("check")
     lines = errors(proc)
     assert "%s: DB_CIPHER='rot13': must be one of aes-256-cbc, blowfish" % penv.config_path in lines
-    assert "%s: COMPRESSOR='gzip': must be one of bzip2, lbzip2, pbzip2, zstd" % penv.config_path in lines
+    assert "%s: COMPRESSOR='gzip': must be one of bzip2, lbzip2, pbzip2, zstd, a level may follow (bzip2:9, zstd:19)" % penv.config_path in lines
     assert "%s: SMTP_TLS='yes': must be one of no, starttls, ssl" % penv.config_path in lines
 
 
