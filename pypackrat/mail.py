@@ -83,20 +83,25 @@ def send(settings, subject, body, dry_run=False):
     (``dry_run``: the run's flag) the mail is shown, not sent."""
     if not settings["ADMIN_EMAIL"]:
         return False
+    through = ""
     try:
         msg = compose(settings, subject, body)
         if dry_run:
             log.info("[dry run] would mail %s: %s" % (settings["ADMIN_EMAIL"], subject))
             return False
         if settings["SMTP_HOST"]:
+            where = getattr(settings, "where", None)  # a failure of the server's: which one, set where
+            through = " through %s:%s (SMTP_TLS=%s%s)" % (
+                settings["SMTP_HOST"], settings["SMTP_PORT"], settings["SMTP_TLS"],
+                ", set in %s" % where("SMTP_HOST") if where else "")
             _smtp(settings, msg)
         else:
             _local(msg, settings["ADMIN_EMAIL"], subject)
         return True
     except Exception as exc:
         shown = str(settings["ADMIN_EMAIL"])
-        log.warn("packrat: could not mail %s: %s"
-                 % (ascii(shown) if _UNSAFE_HEADER.search(shown) else shown, log.mask(exc)))
+        log.warn("packrat: could not mail %s%s: %s"
+                 % (ascii(shown) if _UNSAFE_HEADER.search(shown) else shown, through, log.mask(exc)))
         return False
 
 

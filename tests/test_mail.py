@@ -44,6 +44,8 @@ def test_unverifiable_certificate_is_refused_and_reported(penv, tmp_path, tls_sm
     assert proc.returncode == 1
     assert server.messages == []
     assert "could not mail admin@example.org" in proc.stderr and "CERTIFICATE_VERIFY_FAILED" in proc.stderr
+    assert ("through 127.0.0.1:%d (SMTP_TLS=starttls, set in %s)" % (server.port, penv.config_path)
+            in proc.stderr), proc.stderr  # which server, and the file to edit
     assert "Traceback" not in proc.stderr
 
 
