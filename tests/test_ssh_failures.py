@@ -294,3 +294,19 @@ def test_a_server_that_is_not_ssh_is_one_line(penv, tmp_path):
     assert "Traceback" not in proc.stderr and "Exception (client)" not in proc.stderr, proc.stderr
     lines = [l for l in proc.stderr.splitlines() if "connection failed" in l]
     assert lines and "Error reading SSH protocol banner" in lines[0], proc.stderr
+
+
+def test_check_names_an_ssh_host_only_the_ssh_config_knows(penv, tmp_path):
+    """The original's scp read root's ~/.ssh/config; packrat does not. A
+    migrated SSH_HOST that is a Host alias there failed at night ('Name or
+    service not known') while check said valid."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host *\n  ServerAliveInterval 30\n"
+                                          "Host backupbox nas\n  HostName 192.0.2.7\n  Port 2222\n")
+    penv.write(UPLOAD_MODULES=["ssh"], SSH_HOST="backupbox", SSH_USER="backup", SSH_DIR="/backups")
+    proc = penv.run("check", env={"HOME": str(home)}, check=0)
+    assert ("%s: SSH_HOST=backupbox is a Host of %s, which packrat does not read"
+            % (penv.config_path, home / ".ssh" / "config")) in proc.stderr, proc.stderr
+    penv.write(SSH_HOST="192.0.2.7")
+    assert "which packrat does not read" not in penv.run("check", env={"HOME": str(home)}, check=0).stderr

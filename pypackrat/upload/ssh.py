@@ -104,12 +104,33 @@ def check(settings):
 
 def requirements(settings):
     """OpenSSH's scp and ssh when SSH_CLIENT=openssh (otherwise paramiko
-    moves the bytes, or scp where it is installed)."""
+    moves the bytes, or scp where it is installed); and an SSH_HOST that
+    only the user's ssh_config knows (the original's scp read it)."""
+    lines = []
+    host = settings["SSH_HOST"] if settings.valid("SSH_HOST") else ""
+    config = os.path.expanduser("~/.ssh/config")
+    if host and host in _config_hosts(config):
+        lines.append("%s: SSH_HOST=%s is a Host of %s, which packrat does not read: set its HostName, "
+                     "Port, User and IdentityFile in SSH_HOST, SSH_PORT, SSH_USER and SSH_KEY"
+                     % (settings.where("SSH_HOST"), host, config))
     if (settings.get("SSH_CLIENT") or "auto") != "openssh":
-        return []
-    return ["%s: SSH_CLIENT=openssh, but %s is not installed (not found in PATH): the %s upload will fail"
-            % (settings.where("SSH_CLIENT"), program, getattr(settings, "module", None) or "ssh")
-            for program in ("scp", "ssh") if not execute.which(program)]
+        return lines
+    return lines + ["%s: SSH_CLIENT=openssh, but %s is not installed (not found in PATH): the %s upload "
+                    "will fail" % (settings.where("SSH_CLIENT"), program, getattr(settings, "module", None) or "ssh")
+                    for program in ("scp", "ssh") if not execute.which(program)]
+
+
+def _config_hosts(path):
+    """The literal names of the Host lines of ssh_config ``path`` (no pattern)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read(1 << 20)
+    except OSError:
+        return set()
+    found = set()
+    for m in re.finditer(r"^[ \t]*host(?:[ \t]*=[ \t]*|[ \t]+)(.+)$", text, re.M | re.I):
+        found.update(word for word in m.group(1).split() if not re.search(r"[*?!]", word))
+    return found
 
 
 def _paramiko():
