@@ -128,10 +128,9 @@ def _local(msg, to, subject):
             return
     mail = execute.which("mail")
     if mail:
-        addresses = recipients(to)
         if any(word.startswith("-") for word in re.split(r"[\s,]+", to)):
             raise ValueError("ADMIN_EMAIL: an address cannot start with '-'")
-        execute.run([mail, "-s", subject] + addresses, stdin=msg.get_content().encode(), quiet=True)
+        execute.run([mail, "-s", subject] + recipients(to), stdin=msg.get_content().encode(), quiet=True)
         return
     raise OSError("neither sendmail nor mail is installed; set SMTP_HOST to mail through a server")
 

@@ -156,4 +156,8 @@ def requirements(settings):
     """What the enabled modules need from this machine (programs, directories)
     and lack: one line each. Not a configuration error: that module fails at
     run time, the others run; `packrat check` prints these as warnings."""
-    return _each_module(settings, "requirements")
+    lines = _each_module(settings, "requirements")
+    if any(module.kind == "Bash" for _, _, _, module in _enabled_modules(settings)):
+        from pypackrat import shim
+        lines += shim.syntax_errors(settings)  # the files every Bash module sources: read once
+    return lines

@@ -19,7 +19,6 @@ import glob
 import os
 import re
 import shlex
-import subprocess
 import threading
 
 from pypackrat import execute, log, mail, transfer
@@ -63,13 +62,12 @@ def syntax_errors(settings):
     read, nothing run): every Bash module's run sources it, and fails."""
     lines = []
     for path in module_files(settings):
-        proc = execute.popen(["bash", "-n", path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-        err = proc.communicate(timeout=30)[1].decode("utf-8", "replace").strip()
-        if proc.returncode != 0:
+        result = execute.run(["bash", "-n", path], ok_codes=range(256), quiet=True, changes=False)
+        if result.code != 0:
+            err = result.err.strip()
             lines.append("MODULE_PATH=%s: %s (the Bash modules fail while this file is sourced)"
                          % (settings["MODULE_PATH"], err.splitlines()[0] if err else
-                            "%s: bash -n exited with status %d" % (path, proc.returncode)))
+                            "%s: bash -n exited with status %d" % (path, result.code)))
     return lines
 
 
@@ -120,7 +118,7 @@ class BashModule:
         return []
 
     def requirements(self, settings):
-        return syntax_errors(settings)
+        return []  # its files' syntax: plugins.requirements, once for all Bash modules
 
     def owns_names(self):
         """Its archives are the ``HOST-NAME-`` names (modules/example.sh)."""

@@ -14,8 +14,7 @@ import tempfile
 
 import pytest
 
-from tests.attack import as_nobody
-from tests.conftest import PackratEnv
+from tests.attack import as_nobody, reachable_env
 
 SUNDAY, MONDAY, TUESDAY = "20240107", "20240108", "20240109"  # Sunday: FS_MASTER_DAY's default
 SECRET = b"ROOT SECRET\n"
@@ -25,12 +24,7 @@ EVIL = b"EVIL CONTNT\n"  # the same size
 @pytest.fixture
 def open_env(smtp):
     """A PackratEnv under a 0755 directory of /tmp the attacker can reach."""
-    base = tempfile.mkdtemp(prefix="packrat-planted-", dir="/tmp")
-    os.chmod(base, 0o755)
-    try:
-        yield PackratEnv(__import__("pathlib").Path(base), smtp)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    yield from reachable_env(smtp, "packrat-planted-")
 
 
 def victim_tree(env):
